@@ -1,0 +1,60 @@
+"""Child processes that die with their parent and stop as a whole process group."""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+from typing import IO, Mapping, Sequence
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: new session (own process group), SIGTERM when the parent dies."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the explicit stop() still applies
+        pass
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdout: IO | int | None = None,
+    stderr: IO | int | None = subprocess.STDOUT,
+) -> subprocess.Popen:
+    logger.debug("starting %s", " ".join(args))
+    return subprocess.Popen(
+        list(args),
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def stop_group(proc: subprocess.Popen, *, name: str, timeout: float = 20.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it if it outlives ``timeout``."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        logger.warning("%s did not stop within %.0f s, killing it", name, timeout)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)

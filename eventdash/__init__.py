@@ -1,0 +1,3 @@
+"""eventdash: live statistics of a shop's event stream, from Kafka to the browser."""
+
+__version__ = "0.1.0"

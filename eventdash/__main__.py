@@ -1,0 +1,95 @@
+"""``python -m eventdash {produce,consume,dashboard}``: the three programs supervisord runs."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+import orjson
+
+from .config import ConfigError, Settings
+from .logging_setup import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum, _frame):
+        logger.info("received %s, finishing in-flight work", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def _produce(settings: Settings, args: argparse.Namespace) -> int:
+    from .producer.runner import run_producer
+
+    report = run_producer(settings, count=args.count, rate=args.rate, stop=_stop_on_signals())
+    if args.count is not None:
+        by_type = dict(sorted(report.delivered.items()))
+        print(orjson.dumps({"produced": sum(by_type.values()), "by_type": by_type}).decode(), flush=True)
+    if report.failed:
+        print(f"error: {report.failed} events were not delivered: {report.first_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _consume(settings: Settings, args: argparse.Namespace) -> int:
+    from .consumer.aggregator import Aggregator
+
+    Aggregator(settings, stop=_stop_on_signals()).run()
+    return 0
+
+
+def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn (one worker: Socket.IO keeps state in the process)."""
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", settings.worker_class,
+        "--workers", "1",
+        "--bind", f"{settings.dashboard_host}:{settings.dashboard_port}",
+        "--graceful-timeout", "10",
+        "--access-logfile", "-" if args.access_log else "/dev/null",
+        "--error-logfile", "-",
+        "eventdash.dashboard.app:create_app()",
+    ]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eventdash", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    produce = sub.add_parser("produce", help="simulate shoppers and send events to Kafka")
+    produce.add_argument("--count", type=int, help="send exactly N events, print a JSON summary, exit")
+    produce.add_argument("--rate", type=float, help="events/s (default EVENTDASH_RATE; 0 = as fast as possible)")
+    sub.add_parser("consume", help="aggregate events into statistics (exactly once)")
+    dashboard = sub.add_parser("dashboard", help="serve the live dashboard with gunicorn")
+    dashboard.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    args = parser.parse_args(argv)
+    if args.command == "produce" and args.count is not None and args.count < 0:
+        parser.error("--count must be >= 0")
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, program=args.command)
+    handlers = {"produce": _produce, "consume": _consume, "dashboard": _dashboard}
+    try:
+        return handlers[args.command](settings, args)
+    except Exception:
+        logger.exception("%s failed", args.command)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

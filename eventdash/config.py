@@ -1,0 +1,171 @@
+"""All configuration, read once from environment variables into one typed, frozen object.
+
+Every program calls :meth:`Settings.from_env` once at start. A bad value raises
+:class:`ConfigError` whose message names the variable; the CLI prints it as one line and exits 2.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, fields
+from typing import Callable, Mapping, TypeVar
+
+T = TypeVar("T")
+
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:(\d{1,5})$")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    events_topic: str = "events"
+    statistics_topic: str = "event_statistics"
+    dlq_topic: str = "events.dlq"
+    events_partitions: int = 6
+    replication_factor: int = 1
+    # producer
+    rate: float = 50.0
+    producer_seed: int | None = None
+    # consumer / statistics engine
+    consumer_group: str = "eventdash-aggregator"
+    transactional_id: str = ""
+    snapshot_interval_ms: int = 250
+    horizon_seconds: int = 900
+    future_tolerance_ms: int = 60_000
+    max_event_bytes: int = 65_536
+    top_n: int = 10
+    # dashboard
+    dashboard_host: str = "0.0.0.0"
+    dashboard_port: int = 5002
+    worker_class: str = "eventlet"
+    broadcast_per_second: float = 4.0
+    cors_origins: tuple[str, ...] = ()
+    stale_after_seconds: float = 15.0
+    currency: str = "EUR"
+    # operations
+    startup_timeout_seconds: float = 60.0
+    log_level: str = "INFO"
+    log_format: str = "plain"
+    supervisor_socket: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = _Env(os.environ if environ is None else environ)
+        instance = env.text("EVENTDASH_INSTANCE", "0", _ID)
+        settings = cls(
+            bootstrap_servers=env.parse("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers, _bootstrap),
+            events_topic=env.text("EVENTDASH_EVENTS_TOPIC", cls.events_topic, _TOPIC_NAME),
+            statistics_topic=env.text("EVENTDASH_STATISTICS_TOPIC", cls.statistics_topic, _TOPIC_NAME),
+            dlq_topic=env.text("EVENTDASH_DLQ_TOPIC", cls.dlq_topic, _TOPIC_NAME),
+            events_partitions=env.integer("EVENTDASH_EVENTS_PARTITIONS", cls.events_partitions, 1, 1000),
+            replication_factor=env.integer("EVENTDASH_REPLICATION_FACTOR", cls.replication_factor, 1, 10),
+            rate=env.number("EVENTDASH_RATE", cls.rate, 0.0, 1_000_000.0),
+            producer_seed=env.optional_integer("EVENTDASH_PRODUCER_SEED"),
+            consumer_group=env.text("EVENTDASH_CONSUMER_GROUP", cls.consumer_group, _ID),
+            transactional_id=env.text(
+                "EVENTDASH_TRANSACTIONAL_ID", f"eventdash-aggregator-{socket.gethostname()}-{instance}", _ID),
+            snapshot_interval_ms=env.integer("EVENTDASH_SNAPSHOT_INTERVAL_MS", cls.snapshot_interval_ms, 10, 60_000),
+            horizon_seconds=env.integer("EVENTDASH_HORIZON_SECONDS", cls.horizon_seconds, 60, 86_400),
+            future_tolerance_ms=env.integer("EVENTDASH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms, 0, 86_400_000),
+            max_event_bytes=env.integer("EVENTDASH_MAX_EVENT_BYTES", cls.max_event_bytes, 256, 1_000_000),
+            top_n=env.integer("EVENTDASH_TOP_N", cls.top_n, 1, 100),
+            dashboard_host=env.text("EVENTDASH_HOST", cls.dashboard_host, re.compile(r"^[A-Za-z0-9.:\-\[\]]+$")),
+            dashboard_port=env.integer("EVENTDASH_PORT", cls.dashboard_port, 1, 65_535),
+            worker_class=env.choice("EVENTDASH_WORKER_CLASS", cls.worker_class, ("eventlet", "gevent")),
+            broadcast_per_second=env.number("EVENTDASH_BROADCAST_PER_SECOND", cls.broadcast_per_second, 0.1, 50.0),
+            cors_origins=env.parse("EVENTDASH_CORS_ORIGINS", "", _origins),
+            stale_after_seconds=env.number("EVENTDASH_STALE_AFTER_SECONDS", cls.stale_after_seconds, 1.0, 3600.0),
+            currency=env.text("EVENTDASH_CURRENCY", cls.currency, re.compile(r"^[A-Z]{3}$")),
+            startup_timeout_seconds=env.number(
+                "EVENTDASH_STARTUP_TIMEOUT_SECONDS", cls.startup_timeout_seconds, 1.0, 3600.0),
+            log_level=env.choice("EVENTDASH_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=env.choice("EVENTDASH_LOG_FORMAT", cls.log_format, ("plain", "json")),
+            supervisor_socket=env.raw("EVENTDASH_SUPERVISOR_SOCKET", ""),
+        )
+        if settings.statistics_topic == settings.events_topic or settings.dlq_topic == settings.events_topic:
+            raise ConfigError("EVENTDASH_STATISTICS_TOPIC and EVENTDASH_DLQ_TOPIC must differ from "
+                              "EVENTDASH_EVENTS_TOPIC")
+        return settings
+
+    def describe(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]):
+        self._environ = environ
+
+    def raw(self, name: str, default: str) -> str:
+        value = self._environ.get(name)
+        return default if value is None or value.strip() == "" else value.strip()
+
+    def parse(self, name: str, default: str, parser: Callable[[str], T]) -> T:
+        value = self.raw(name, default)
+        try:
+            return parser(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={value!r} is invalid: {exc}") from None
+
+    def text(self, name: str, default: str, pattern: re.Pattern[str]) -> str:
+        value = self.raw(name, default)
+        if not pattern.match(value):
+            raise ConfigError(f"{name}={value!r} is invalid: it must match {pattern.pattern}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name, str(default))
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is invalid: expected a whole number") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name}={value!r} is invalid: expected {low} to {high}")
+        return number
+
+    def optional_integer(self, name: str) -> int | None:
+        if self.raw(name, "") == "":
+            return None
+        return self.integer(name, 0, -(2**63), 2**63 - 1)
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self.raw(name, str(default))
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is invalid: expected a number") from None
+        if not low <= number <= high:  # also rejects nan
+            raise ConfigError(f"{name}={value!r} is invalid: expected {low:g} to {high:g}")
+        return number
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.raw(name, default)
+        normalized = value.upper() if allowed[0].isupper() else value.lower()
+        if normalized not in allowed:
+            raise ConfigError(f"{name}={value!r} is invalid: expected one of {', '.join(allowed)}")
+        return normalized
+
+
+def _bootstrap(value: str) -> str:
+    servers = [s.strip() for s in value.split(",") if s.strip()]
+    if not servers:
+        raise ValueError("expected host:port[,host:port...]")
+    for server in servers:
+        match = _HOST_PORT.match(server)
+        if not match or not 1 <= int(match.group(1)) <= 65_535:
+            raise ValueError(f"{server!r} is not host:port")
+    return ",".join(servers)
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ValueError(f"{origin!r} is not an origin like https://dash.example.com or *")
+    return origins

@@ -1,0 +1,288 @@
+"""The statistics engine: ``events`` in, per-partition snapshots out, exactly once.
+
+One :class:`PartitionStats` per assigned input partition. Every ``snapshot_interval_ms`` the
+changed partitions' snapshots, the dead letters of the period and the consumer's input offsets
+are committed in one Kafka transaction (``send_offsets_to_transaction``, KIP-447 fencing by
+consumer-group generation). On assignment a partition's state is restored from its latest
+committed snapshot and consumption resumes at the snapshot's ``next_offset``, so a crash at
+any point loses nothing and counts nothing twice. Several processes in one consumer group split
+the partitions; each needs its own stable ``EVENTDASH_TRANSACTIONAL_ID`` so that a restarted
+process aborts its predecessor's open transaction at once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from ..config import Settings
+from ..events.validation import InvalidEvent, parse_event
+from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_broker
+from ..kafka.clients import make_consumer, make_producer
+from ..stats.partition_state import PartitionStats
+from .snapshots import read_latest_snapshot, snapshot_key
+
+logger = logging.getLogger(__name__)
+
+BATCH = 1000
+TXN_TIMEOUT = 30.0
+
+
+class Aggregator:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None):
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.states: dict[int, PartitionStats] = {}
+        self.next_offsets: dict[int, int] = {}
+        self.dirty: set[int] = set()
+        self.in_transaction = False
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.reader: Consumer | None = None
+        self.transactions_committed = 0
+        self.transactions_aborted = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        s = self.settings
+        admin = make_admin(s)
+        wait_for_broker(admin, s)
+        ensure_topics(admin, s)
+        events_partitions = partition_count(admin, s.events_topic)
+        stats_partitions = partition_count(admin, s.statistics_topic)
+        if stats_partitions < events_partitions:
+            raise RuntimeError(f"{s.statistics_topic} has {stats_partitions} partitions but {s.events_topic} has "
+                               f"{events_partitions}: it needs at least one per input partition")
+        self.producer = make_producer(s, "consumer", **{
+            "transactional.id": s.transactional_id,
+            "transaction.timeout.ms": 60_000,
+            "linger.ms": 0,
+        })
+        self.producer.init_transactions(s.startup_timeout_seconds)
+        self.reader = make_consumer(s, "snapshot-reader", f"{s.consumer_group}-snapshot-reader")
+        self.consumer = make_consumer(s, "consumer", s.consumer_group, **{
+            "partition.assignment.strategy": "cooperative-sticky",
+            "fetch.wait.max.ms": 100,
+        })
+        self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        logger.info("aggregating %s into %s as %s (group %s)", s.events_topic, s.statistics_topic,
+                    s.transactional_id, s.consumer_group)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        interval = self.settings.snapshot_interval_ms / 1000
+        last_commit = time.monotonic()
+        while not self.stop.is_set():
+            messages = self.consumer.consume(num_messages=BATCH, timeout=min(0.1, interval))
+            if messages:
+                self._process(messages)
+            if self.dirty and time.monotonic() - last_commit >= interval:
+                self._commit()
+                last_commit = time.monotonic()
+
+    def _shutdown(self) -> None:
+        try:
+            if self.in_transaction and self.dirty:
+                self._commit()
+            elif self.in_transaction:
+                self.producer.abort_transaction(TXN_TIMEOUT)
+        except KafkaException as exc:
+            logger.warning("could not finish the last transaction at shutdown: %s", exc)
+        finally:
+            if self.consumer is not None:
+                self.consumer.close()  # leaves the group: partitions move on at once
+            if self.reader is not None:
+                self.reader.close()
+            if self.producer is not None:
+                self.producer.flush(10)
+            logger.info("consumer stopped: %d transactions committed, %d aborted",
+                        self.transactions_committed, self.transactions_aborted)
+
+    # -- processing ------------------------------------------------------------------------
+
+    def _process(self, messages: list[Message]) -> None:
+        s = self.settings
+        if not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
+        now_ms = time.time_ns() // 1_000_000
+        states, next_offsets, dirty = self.states, self.next_offsets, self.dirty
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                logger.warning("consumer error: %s", error)
+                continue
+            partition = msg.partition()
+            state = states.get(partition)
+            if state is None:
+                continue  # revoked while this batch was in flight
+            try:
+                event = parse_event(msg.value(), now_ms=now_ms, future_tolerance_ms=s.future_tolerance_ms,
+                                    max_bytes=s.max_event_bytes)
+            except InvalidEvent as invalid:
+                state.record_invalid(invalid.reason)
+                self._dead_letter(msg, invalid)
+            else:
+                state.apply(event)
+            next_offsets[partition] = msg.offset() + 1
+            dirty.add(partition)
+
+    def _dead_letter(self, msg: Message, invalid: InvalidEvent) -> None:
+        headers = list(msg.headers() or [])
+        headers += [
+            ("eventdash.error.reason", invalid.reason.encode()),
+            ("eventdash.error.detail", invalid.detail.encode(errors="replace")[:500]),
+            ("eventdash.source.topic", msg.topic().encode()),
+            ("eventdash.source.partition", str(msg.partition()).encode()),
+            ("eventdash.source.offset", str(msg.offset()).encode()),
+        ]
+        self._produce(self.settings.dlq_topic, msg.value(), key=msg.key(), headers=headers)
+        logger.debug("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), invalid)
+
+    def _produce(self, topic: str, value: bytes | None, **kwargs) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _commit(self) -> None:
+        """Publish changed snapshots and commit them with the input offsets in one transaction."""
+        s = self.settings
+        now_ms = time.time_ns() // 1_000_000
+        offsets = []
+        for partition in sorted(self.dirty):
+            next_offset = self.next_offsets[partition]
+            snapshot = self.states[partition].to_snapshot(next_offset=next_offset, updated_at_ms=now_ms)
+            snapshot["lag"] = self._lag(partition, next_offset)
+            self._produce(s.statistics_topic, orjson.dumps(snapshot), key=snapshot_key(s.events_topic, partition),
+                          partition=partition)
+            offsets.append(TopicPartition(s.events_topic, partition, next_offset))
+        try:
+            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), TXN_TIMEOUT)
+            self._retrying(self.producer.commit_transaction)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal() or not error.txn_requires_abort():
+                raise
+            logger.warning("transaction aborted (%s); rewinding to the last committed snapshots", error)
+            self._abort_and_rewind()
+            return
+        self.in_transaction = False
+        self.dirty.clear()
+        self.transactions_committed += 1
+
+    def _retrying(self, operation) -> None:
+        while True:
+            try:
+                operation(TXN_TIMEOUT)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                logger.warning("retrying %s: %s", operation.__name__, exc)
+
+    def _abort_and_rewind(self) -> None:
+        self.producer.abort_transaction(TXN_TIMEOUT)
+        self.in_transaction = False
+        self.dirty.clear()
+        self.transactions_aborted += 1
+        partitions = sorted(self.states)
+        self.states.clear()
+        for tp in self._restore(partitions):
+            self.consumer.seek(tp)
+
+    def _lag(self, partition: int, next_offset: int) -> int | None:
+        try:
+            _, high = self.consumer.get_watermark_offsets(
+                TopicPartition(self.settings.events_topic, partition), cached=True)
+        except KafkaException:
+            return None
+        return max(0, high - next_offset) if high >= 0 else None
+
+    # -- rebalancing -----------------------------------------------------------------------
+
+    def _restore(self, partitions: list[int]) -> list[TopicPartition]:
+        """Rebuild the state of ``partitions`` from their latest committed snapshots."""
+        s = self.settings
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(
+            [TopicPartition(s.events_topic, p) for p in partitions], timeout=s.startup_timeout_seconds)}
+        positions = []
+        for partition in partitions:
+            snapshot = self._snapshot_covering(partition, committed.get(partition, -1))
+            if snapshot is None:
+                state = PartitionStats(partition, horizon_seconds=s.horizon_seconds)
+                offset = OFFSET_BEGINNING
+            else:
+                state = PartitionStats.from_snapshot(snapshot, horizon_seconds=s.horizon_seconds)
+                offset = snapshot["next_offset"]
+                self.next_offsets[partition] = offset
+            self.states[partition] = state
+            positions.append(TopicPartition(s.events_topic, partition, offset))
+            logger.info("partition %d restored: resuming at offset %s (group committed %s)",
+                        partition, offset if offset >= 0 else "beginning", committed.get(partition))
+        return positions
+
+    def _snapshot_covering(self, partition: int, committed: int) -> dict | None:
+        """The latest snapshot, waiting briefly for one that covers the committed offset.
+
+        Offsets and snapshot commit together, but the transaction markers reach the offsets
+        topic and the statistics topic separately; a snapshot older than the committed offset
+        means its marker is still on the way.
+        """
+        s = self.settings
+        key = snapshot_key(s.events_topic, partition)
+        deadline = time.monotonic() + s.startup_timeout_seconds
+        while True:
+            snapshot = read_latest_snapshot(self.reader, s.statistics_topic, partition, key)
+            covered = snapshot["next_offset"] if snapshot else -1
+            if committed < 0 or covered >= committed:
+                return snapshot
+            if time.monotonic() >= deadline:
+                logger.error("partition %d: latest snapshot covers offset %d but the group committed %d; "
+                             "resuming from the snapshot", partition, covered, committed)
+                return snapshot
+            time.sleep(0.1)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        logger.info("assigned partitions %s", numbers)
+        consumer.incremental_assign(self._restore(numbers))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("revoking partitions %s", [tp.partition for tp in partitions])
+        if self.in_transaction:
+            if self.dirty:
+                try:
+                    self._commit()
+                except KafkaException as exc:
+                    logger.warning("could not commit before revoke: %s", exc)
+            else:
+                self.producer.abort_transaction(TXN_TIMEOUT)
+                self.in_transaction = False
+        self._forget(partitions)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.warning("lost partitions %s: aborting the open transaction", [tp.partition for tp in partitions])
+        self._forget(partitions)
+        if self.in_transaction:
+            self._abort_and_rewind()
+        consumer.incremental_unassign(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+            self.next_offsets.pop(tp.partition, None)
+            self.dirty.discard(tp.partition)

@@ -1,0 +1,131 @@
+"""Flask + Flask-SocketIO app factory for gunicorn: ``eventdash.dashboard.app:create_app()``.
+
+Run with one worker (``-w 1``) of class eventlet (default) or gevent; the async mode follows
+whichever library has monkey-patched the process.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+from flask import Flask, Response, abort, render_template, request, send_from_directory
+from flask_socketio import SocketIO, emit
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from ..config import ConfigError, Settings
+from ..logging_setup import configure_logging
+from .live import LiveStats
+from .metrics import DashboardMetrics
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+VENDOR_FILES = {
+    "socket.io.min.js": "socket.io-client/dist/socket.io.min.js",
+    "uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
+    "uPlot.min.css": "uplot/dist/uPlot.min.css",
+}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
+
+
+def detect_async_mode() -> str:
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("socket"):
+            return "gevent"
+    if "eventlet" in sys.modules:
+        import eventlet.patcher
+
+        if eventlet.patcher.is_monkey_patched("socket"):
+            return "eventlet"
+    return "threading"
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status=status, mimetype="application/json")
+
+
+def create_app(settings: Settings | None = None, *, start_background: bool = True) -> Flask:
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except ConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        configure_logging(settings.log_level, settings.log_format, program="dashboard")
+
+    app = Flask("eventdash", template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    vendor_dir = ROOT / "node_modules"
+    async_mode = detect_async_mode()
+    socketio = SocketIO(app, async_mode=async_mode, cors_allowed_origins=list(settings.cors_origins) or None,
+                        logger=False, engineio_logger=False)
+    metrics = DashboardMetrics()
+    live = LiveStats(settings, socketio, metrics)
+    app.extensions["eventdash"] = live
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", currency=settings.currency)
+
+    @app.get("/api/stats")
+    def api_stats() -> Response:
+        return _json(live.view())
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ready, reason = live.readiness()
+        return _json({"ready": ready, "reason": reason}, 200 if ready else 503)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        live.view(series_seconds=0)  # refreshes the gauges derived from the view
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/vendor/<name>")
+    def vendor(name: str) -> Response:
+        relative = VENDOR_FILES.get(name)
+        if relative is None:
+            abort(404)
+        response = send_from_directory(vendor_dir, relative, max_age=3600)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith("/api/"):
+            return _json({"error": exc.name.lower(), "status": exc.code}, exc.code or 500)
+        return exc
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        logger.exception("unhandled error on %s", request.path)
+        return _json({"error": "internal server error", "status": 500}, 500)
+
+    @socketio.on("connect")
+    def on_connect(auth=None) -> None:
+        metrics.clients.inc()
+        emit("stats", live.view())  # the full state at once, not a blank page until the next change
+
+    @socketio.on("disconnect")
+    def on_disconnect(reason=None) -> None:
+        metrics.clients.dec()
+
+    if start_background:
+        live.start()
+    logger.info("dashboard ready (async mode %s, broadcasts <= %g/s)", async_mode, settings.broadcast_per_second)
+    return app

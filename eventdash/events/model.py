@@ -1,0 +1,32 @@
+"""The shop event as it travels on the ``events`` topic.
+
+Wire format: one JSON object per Kafka record, keyed by ``session_id``::
+
+    {"event_id": "9f0c…", "type": "addtobasket", "ts": 1764380000123,
+     "session_id": "s-…", "user_id": "u-…", "product_id": "p-017",
+     "product_name": "Espresso cups (set of 4)", "price": 24.9, "quantity": 2}
+
+``ts`` is event time in epoch milliseconds, ``price`` the unit price in the shop's currency,
+``product_name`` optional.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+PRODUCTVIEW = "productview"
+ADDTOBASKET = "addtobasket"
+REMOVEFROMBASKET = "removefrombasket"
+PURCHASE = "purchase"
+EVENT_TYPES: tuple[str, ...] = (PRODUCTVIEW, ADDTOBASKET, REMOVEFROMBASKET, PURCHASE)
+
+
+class Event(NamedTuple):
+    event_id: str
+    type: str
+    ts: int
+    session_id: str
+    user_id: str
+    product_id: str
+    product_name: str
+    price_cents: int
+    quantity: int

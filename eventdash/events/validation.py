@@ -1,0 +1,97 @@
+"""Turn a record's bytes into an :class:`Event` or say exactly why not.
+
+Pure: no Kafka, no clock (the caller passes ``now_ms``), so it is unit-tested and fuzzed.
+"""
+from __future__ import annotations
+
+import math
+
+import orjson
+
+from .model import EVENT_TYPES, Event
+
+MAX_TEXT = 200
+
+
+class InvalidReason:
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    UNKNOWN_TYPE = "unknown_type"
+    NEGATIVE_VALUE = "negative_value"
+    FUTURE_TIMESTAMP = "future_timestamp"
+
+    ALL = (TOO_LARGE, NOT_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, UNKNOWN_TYPE,
+           NEGATIVE_VALUE, FUTURE_TIMESTAMP)
+
+
+class InvalidEvent(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+_TEXT_FIELDS = ("event_id", "session_id", "user_id", "product_id")
+_REQUIRED = ("event_id", "type", "ts", "session_id", "user_id", "product_id", "price", "quantity")
+_MAX_TS = 10**14  # year 5138: anything above is not epoch milliseconds
+_MAX_PRICE = 10**9
+_MAX_QUANTITY = 10**6
+
+
+def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60_000,
+                max_bytes: int = 65_536) -> Event:
+    if raw is None:
+        raise InvalidEvent(InvalidReason.NOT_JSON, "record has no value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(InvalidReason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(InvalidReason.NOT_JSON, str(exc)[:120]) from None
+    if not isinstance(data, dict):
+        raise InvalidEvent(InvalidReason.NOT_AN_OBJECT, f"got {type(data).__name__}")
+    missing = [name for name in _REQUIRED if name not in data]
+    if missing:
+        raise InvalidEvent(InvalidReason.MISSING_FIELD, ", ".join(missing))
+
+    for name in _TEXT_FIELDS:
+        value = data[name]
+        if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+            raise InvalidEvent(InvalidReason.WRONG_TYPE, f"{name} must be a non-empty string of at most {MAX_TEXT}")
+    event_type = data["type"]
+    if not isinstance(event_type, str):
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, "type must be a string")
+    if event_type not in _EVENT_TYPES:
+        raise InvalidEvent(InvalidReason.UNKNOWN_TYPE, repr(event_type[:40]))
+
+    ts = data["ts"]
+    if type(ts) is not int or not 0 <= ts < _MAX_TS:
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, "ts must be epoch milliseconds (integer)")
+    if ts > now_ms + future_tolerance_ms:
+        raise InvalidEvent(InvalidReason.FUTURE_TIMESTAMP, f"ts is {ts - now_ms} ms in the future")
+
+    price = data["price"]
+    if type(price) not in (int, float) or not math.isfinite(price) or abs(price) > _MAX_PRICE:
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, "price must be a finite number")
+    quantity = data["quantity"]
+    if type(quantity) is not int or abs(quantity) > _MAX_QUANTITY:
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, "quantity must be an integer")
+    if price < 0 or quantity < 0:
+        raise InvalidEvent(InvalidReason.NEGATIVE_VALUE, "price and quantity must be >= 0")
+
+    name = data.get("product_name", "")
+    if name is None:
+        name = ""
+    if not isinstance(name, str) or len(name) > MAX_TEXT:
+        raise InvalidEvent(InvalidReason.WRONG_TYPE, f"product_name must be a string of at most {MAX_TEXT}")
+
+    return Event(data["event_id"], event_type, ts, data["session_id"], data["user_id"],
+                 data["product_id"], name, round(price * 100), quantity)
+
+
+def encode_event(event: dict) -> bytes:
+    return orjson.dumps(event)

@@ -1,0 +1,59 @@
+"""Thin factories for confluent-kafka clients with one place for the shared settings.
+
+librdkafka's own log lines and errors go into Python logging (logger ``eventdash.kafka.librdkafka``)
+instead of stderr; transient broker errors are WARNING, fatal ones ERROR.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from ..config import Settings
+
+logger = logging.getLogger(__name__)
+librdkafka_logger = logging.getLogger("eventdash.kafka.librdkafka")
+
+
+def _on_error(err: KafkaError) -> None:
+    level = logging.ERROR if err.fatal() else logging.WARNING
+    librdkafka_logger.log(level, "kafka client error: %s", err)
+
+
+def base_config(settings: Settings, role: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"eventdash-{role}-{socket.gethostname()}-{os.getpid()}",
+        "logger": librdkafka_logger,
+        "error_cb": _on_error,
+        "socket.keepalive.enable": True,
+    }
+
+
+def make_producer(settings: Settings, role: str, **overrides: Any) -> Producer:
+    config = {
+        **base_config(settings, role),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 200_000,
+        **overrides,
+    }
+    return Producer(config)
+
+
+def make_consumer(settings: Settings, role: str, group_id: str, **overrides: Any) -> Consumer:
+    config = {
+        **base_config(settings, role),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": False,
+        **overrides,
+    }
+    return Consumer(config)

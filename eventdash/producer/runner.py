@@ -1,0 +1,86 @@
+"""Send simulated shopper events to Kafka: forever at ``EVENTDASH_RATE``, or exactly ``count``.
+
+Idempotent producer with ``acks=all``; every delivery report is checked. When librdkafka's
+local queue is full the loop waits for deliveries (back-pressure) instead of failing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+from confluent_kafka import KafkaError, Message
+
+from ..config import Settings
+from ..kafka.admin import ensure_topics, make_admin, wait_for_broker
+from ..kafka.clients import make_producer
+from .rate import RateLimiter
+from .simulator import ShopperSimulator
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryReport:
+    delivered: Counter = field(default_factory=Counter)
+    failed: int = 0
+    first_error: str | None = None
+
+    def for_type(self, event_type: str) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                self.delivered[event_type] += 1
+                return
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = str(err)
+            logger.error("delivery failed for %s: %s", msg.key(), err)
+        return on_delivery
+
+
+def run_producer(settings: Settings, *, count: int | None = None, rate: float | None = None,
+                 stop: threading.Event | None = None) -> DeliveryReport:
+    """Produce ``count`` events (or until ``stop`` is set); return what the broker acknowledged."""
+    stop = stop or threading.Event()
+    admin = make_admin(settings)
+    wait_for_broker(admin, settings)
+    ensure_topics(admin, settings)
+    producer = make_producer(settings, "producer")
+    report = DeliveryReport()
+    limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)
+    simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=lambda: time.time_ns() // 1_000_000)
+    topic = settings.events_topic
+    sent = 0
+    logger.info("producing to %s at %s events/s%s", topic, limiter.rate or "max",
+                f", {count} events" if count is not None else "")
+    try:
+        for event in simulator.events():
+            if stop.is_set() or (count is not None and sent >= count):
+                break
+            wait = limiter.delay()
+            if wait > 0:
+                producer.poll(wait)  # serve delivery reports while waiting for the next slot
+            value = orjson.dumps(event)
+            while True:
+                try:
+                    producer.produce(topic, value, key=event["session_id"],
+                                     on_delivery=report.for_type(event["type"]))
+                    break
+                except BufferError:
+                    producer.poll(0.05)  # local queue full: wait for the broker to catch up
+            producer.poll(0)
+            sent += 1
+    finally:
+        remaining = producer.flush(30)
+        while remaining and not stop.is_set():
+            logger.warning("%d events still waiting for delivery", remaining)
+            remaining = producer.flush(30)
+        if remaining:
+            report.failed += remaining
+            report.first_error = report.first_error or f"{remaining} events undelivered at shutdown"
+    logger.info("producer done: %d delivered, %d failed", sum(report.delivered.values()), report.failed)
+    return report

@@ -1,0 +1,175 @@
+/* eventdash live page. Every value from the server goes in as text (textContent), never HTML. */
+(function () {
+  "use strict";
+  const TYPES = ["productview", "addtobasket", "removefrombasket", "purchase"];
+  const LABELS = { productview: "Views", addtobasket: "Adds", removefrombasket: "Removes", purchase: "Purchases" };
+  const WINDOW_SECONDS = { "1m": 60, "5m": 300, "15m": 900 };
+  const HISTORY_SECONDS = 900;
+  const STALE_MS = 6000; // no message for this long while connected: data is stale
+
+  const currency = document.body.dataset.currency || "EUR";
+  const intFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+  const rateFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+  const pctFmt = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+  const moneyFmt = new Intl.NumberFormat(undefined, { style: "currency", currency });
+
+  const $ = (id) => document.getElementById(id);
+  const setText = (id, text) => { const el = $(id); if (el && el.textContent !== text) el.textContent = text; };
+
+  let windowKey = "5m";
+  let latest = null;
+  let lastMessageAt = 0;
+  let connected = false;
+  const history = new Map(); // epoch second -> [4 counts]
+
+  // ---- connection indicator -------------------------------------------------------------
+  function setConnection(state, text) {
+    const el = $("connection");
+    el.dataset.state = state;
+    setText("connection-text", text);
+  }
+  function refreshConnection() {
+    if (!connected) return;
+    const silent = Date.now() - lastMessageAt > STALE_MS;
+    if (silent || (latest && latest.health && latest.health.stale)) {
+      setConnection("stale", silent ? "stale data (no updates)" : "stale data");
+    } else {
+      setConnection("live", "live");
+    }
+  }
+
+  // ---- chart ----------------------------------------------------------------------------
+  function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  let chart = null;
+  function makeChart() {
+    const el = $("chart");
+    const opts = {
+      width: Math.max(300, el.clientWidth), height: 260,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [
+        { stroke: cssVar("--muted"), grid: { stroke: cssVar("--border") } },
+        { stroke: cssVar("--muted"), grid: { stroke: cssVar("--border") }, label: "events/s" },
+      ],
+      series: [{}].concat(TYPES.map((t) => ({ label: LABELS[t], stroke: cssVar("--c-" + t), width: 2, points: { show: false } }))),
+    };
+    chart = new uPlot(opts, chartData(), el);
+  }
+  function chartData() {
+    const span = WINDOW_SECONDS[windowKey];
+    const end = Math.floor(Date.now() / 1000) - 1;
+    const xs = [], ys = TYPES.map(() => []);
+    for (let s = end - span + 1; s <= end; s++) {
+      xs.push(s);
+      const row = history.get(s);
+      TYPES.forEach((_, i) => ys[i].push(row ? row[i] : 0));
+    }
+    return [xs].concat(ys);
+  }
+  function mergeSeries(series) {
+    if (!series || !series.by_type) return;
+    const n = series.by_type[TYPES[0]].length;
+    for (let i = 0; i < n; i++) {
+      history.set(series.start_s + i, TYPES.map((t) => series.by_type[t][i]));
+    }
+    const oldest = Math.floor(Date.now() / 1000) - HISTORY_SECONDS - 5;
+    for (const s of history.keys()) if (s < oldest) history.delete(s);
+  }
+
+  // ---- rendering ------------------------------------------------------------------------
+  function renderTop(tbodyId, rows) {
+    const tbody = $(tbodyId);
+    const fresh = document.createDocumentFragment();
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      const name = document.createElement("td");
+      name.className = "product";
+      name.textContent = row.name;
+      name.title = row.product_id;
+      const count = document.createElement("td");
+      count.className = "num";
+      count.textContent = intFmt.format(row.count);
+      tr.append(name, count);
+      fresh.append(tr);
+    }
+    tbody.replaceChildren(fresh);
+  }
+
+  function renderPrograms(programs) {
+    const holder = $("health-programs");
+    if (!programs || programs.length === 0) { holder.textContent = "unknown"; return; }
+    const frag = document.createDocumentFragment();
+    for (const p of programs) {
+      const span = document.createElement("span");
+      span.className = "program";
+      span.dataset.state = p.state;
+      span.dataset.program = p.name;
+      const strong = document.createElement("strong");
+      strong.textContent = p.state;
+      span.append(document.createTextNode(p.name + " "), strong);
+      frag.append(span);
+    }
+    holder.replaceChildren(frag);
+  }
+
+  function render() {
+    if (!latest) return;
+    const s = latest;
+    const w = s.windows[windowKey];
+    setText("kpi-rate", rateFmt.format(s.events_per_second));
+    for (const t of TYPES) setText("kpi-total-" + t, intFmt.format(s.totals[t]));
+    setText("kpi-revenue", moneyFmt.format(s.revenue));
+    setText("kpi-conversion", w.funnel.conversion_rate == null ? "–" : pctFmt.format(w.funnel.conversion_rate));
+    setText("kpi-invalid", intFmt.format(s.invalid_total));
+
+    const f = w.funnel, top = Math.max(1, f.viewed);
+    for (const stage of ["viewed", "added", "purchased"]) {
+      setText("funnel-" + stage, intFmt.format(f[stage]));
+      $("funnel-" + stage + "-bar").style.width = (100 * f[stage] / top).toFixed(1) + "%";
+    }
+    setText("funnel-note", f.basket_abandonment_rate == null ? "" :
+      "Removed vs added: " + pctFmt.format(f.basket_abandonment_rate) +
+      (f.view_to_basket_rate == null ? "" : " · viewed → added: " + pctFmt.format(f.view_to_basket_rate)));
+    renderTop("top-views", w.top_products.views);
+    renderTop("top-purchases", w.top_products.purchases);
+
+    const h = s.health || {};
+    const kafka = $("health-kafka");
+    kafka.textContent = h.kafka_up ? "up" : "down";
+    kafka.className = h.kafka_up ? "good" : "bad";
+    setText("health-age", h.last_update_age_s == null ? "never" : rateFmt.format(h.last_update_age_s) + " s ago");
+    setText("health-lag", h.consumer_lag == null ? "unknown" : intFmt.format(h.consumer_lag));
+    setText("health-late", intFmt.format(s.late_total));
+    renderPrograms(h.programs);
+    const reasons = Object.entries(s.invalid_by_reason).map(([r, n]) => r.replace(/_/g, " ") + ": " + intFmt.format(n));
+    setText("invalid-reasons", reasons.length ? "Invalid by reason — " + reasons.join(" · ") : "");
+    if (chart) chart.setData(chartData());
+  }
+
+  function selectWindow(key) {
+    windowKey = key;
+    document.querySelectorAll(".window-picker button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.window === key)));
+    const label = { "1m": "1 min", "5m": "5 min", "15m": "15 min" }[key];
+    document.querySelectorAll(".window-label").forEach((el) => { el.textContent = label; });
+    render();
+  }
+
+  // ---- wiring ---------------------------------------------------------------------------
+  document.querySelectorAll(".window-picker button").forEach((b) => b.addEventListener("click", () => selectWindow(b.dataset.window)));
+  makeChart();
+  window.addEventListener("resize", () => chart && chart.setSize({ width: Math.max(300, $("chart").clientWidth), height: 260 }));
+
+  const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 5000 });
+  socket.on("connect", () => { connected = true; lastMessageAt = Date.now(); setConnection("live", "live"); });
+  socket.on("disconnect", () => { connected = false; setConnection("reconnecting", "reconnecting…"); });
+  socket.io.on("reconnect_attempt", () => setConnection("reconnecting", "reconnecting…"));
+  socket.on("connect_error", () => { connected = false; setConnection("reconnecting", "reconnecting…"); });
+  socket.on("stats", (payload) => {
+    latest = payload;
+    lastMessageAt = Date.now();
+    mergeSeries(payload.series);
+    render();
+    refreshConnection();
+  });
+  setInterval(() => { refreshConnection(); if (chart) chart.setData(chartData()); }, 1000);
+  window.eventdash = { get latest() { return latest; }, socket };
+})();

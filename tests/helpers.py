@@ -1,0 +1,136 @@
+"""Helpers shared by the integration tests: real processes, real broker, honest waits."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import orjson
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+from devstack import processes
+from devstack.readiness import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENT_TYPES = ("productview", "addtobasket", "removefrombasket", "purchase")
+
+
+@dataclass
+class Program:
+    """A real eventdash program (or any command) running as a child process."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    history: list[int] = field(default_factory=list)
+
+    def start(self) -> "Program":
+        log = open(self.log_path, "ab")
+        self.proc = processes.spawn(self.args, env=self.env, cwd=str(ROOT), stdout=log)
+        log.close()
+        self.history.append(self.proc.pid)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def died(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"{self.name} exited with {self.proc.returncode}; log tail:\n{self.log_tail()}"
+        return None
+
+    def kill(self) -> None:
+        """SIGKILL, no chance to clean up: what a crash looks like."""
+        assert self.proc is not None
+        processes.os.killpg(self.proc.pid, 9)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 40) -> int | None:
+        if self.proc is None:
+            return None
+        processes.stop_group(self.proc, name=self.name, timeout=timeout)
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def produce(env: dict[str, str], count: int, timeout: float = 300) -> dict:
+    """``python -m eventdash produce --count N``; returns its final JSON line."""
+    result = subprocess.run([sys.executable, "-m", "eventdash", "produce", "--count", str(count), "--rate", "0"],
+                            env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"produce failed ({result.returncode}):\n{result.stderr[-3000:]}"
+    return orjson.loads(result.stdout.strip().splitlines()[-1])
+
+
+def count_topic_by_type(bootstrap: str, topic: str, timeout: float = 60) -> Counter:
+    """Read a whole topic independently of eventdash and count events per ``type``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{time.monotonic_ns()}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {}
+        for p in metadata.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        counts: Counter = Counter()
+        done = {p for p, high in ends.items() if high == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends):
+            assert time.monotonic() < deadline, f"reading {topic} took over {timeout} s"
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error():
+                    continue
+                counts[orjson.loads(msg.value())["type"]] += 1
+                if msg.offset() >= ends[msg.partition()] - 1:
+                    done.add(msg.partition())
+        return counts
+    finally:
+        consumer.close()
+
+
+def get_stats(base_url: str) -> dict:
+    response = requests.get(f"{base_url}/api/stats", timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for_stats(base_url: str, predicate: Callable[[dict], bool], *, what: str, timeout: float = 90,
+                   alive: Callable[[], str | None] | None = None) -> dict:
+    """Poll ``/api/stats`` until ``predicate`` holds; fail with the last document seen."""
+    last: dict = {}
+
+    def probe():
+        nonlocal last
+        last = get_stats(base_url)
+        return last if predicate(last) else None
+
+    try:
+        return wait_until(probe, what=what, timeout=timeout, interval=0.2, max_interval=0.5, alive=alive)
+    except Exception as exc:
+        summary = {k: last.get(k) for k in ("totals", "invalid_total", "invalid_by_reason", "partitions")}
+        raise AssertionError(f"{exc}\nlast /api/stats: {summary}") from None
+
+
+def totals_equal(expected: dict[str, int]) -> Callable[[dict], bool]:
+    want = {t: expected.get(t, 0) for t in EVENT_TYPES}
+    return lambda stats: stats["totals"] == want
+
+
+def python_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTDASH_", "KAFKA_"))}
+    env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
+                "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"})
+    env.update(extra)
+    return env

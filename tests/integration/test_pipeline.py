@@ -1,0 +1,58 @@
+"""produce --count N → consumer → event_statistics → dashboard: exact totals, HTTP and Socket.IO."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import socketio
+
+from ..helpers import EVENT_TYPES, produce, totals_equal, wait_for_stats
+
+
+def receive_stats_until(base_url: str, predicate, timeout: float = 60) -> dict:
+    """Connect a real python-socketio client; return the first ``stats`` payload that matches."""
+    client = socketio.Client(reconnection=False)
+    matched: dict = {}
+    done = threading.Event()
+
+    @client.on("stats")
+    def on_stats(payload):
+        if not done.is_set() and predicate(payload):
+            matched.update(payload)
+            done.set()
+
+    client.connect(base_url, transports=["websocket"], wait_timeout=10)
+    try:
+        assert done.wait(timeout), "no matching stats event over Socket.IO"
+    finally:
+        client.disconnect()
+    return matched
+
+
+@pytest.mark.parametrize("worker_class", ["eventlet", "gevent"])
+def test_produced_events_reach_the_dashboard_exactly(stack_env, start_program, start_dashboard, worker_class):
+    env = stack_env()
+    summary = produce(env, 3000)
+    assert summary["produced"] == 3000
+    assert sum(summary["by_type"].values()) == 3000
+    assert set(summary["by_type"]) <= set(EVENT_TYPES)
+
+    consumer = start_program("consumer", ["consume"], env)
+    _, base = start_dashboard(env, worker_class)
+
+    stats = wait_for_stats(base, totals_equal(summary["by_type"]), what="dashboard totals = produced counts",
+                           alive=consumer.died)
+    assert stats["invalid_total"] == 0
+    assert stats["events_total"] == 3000
+    assert sum(p["next_offset"] for p in stats["partitions"]) == 3000
+
+    # A Socket.IO client gets the full state on connect, without waiting for a change.
+    payload = receive_stats_until(base, totals_equal(summary["by_type"]), timeout=10)
+    assert payload["totals"] == stats["totals"]
+    assert len(payload["series"]["by_type"]["productview"]) == 900
+
+    # ... and live broadcasts when the statistics change.
+    more = produce(env, 500)
+    expected = {t: summary["by_type"].get(t, 0) + more["by_type"].get(t, 0) for t in EVENT_TYPES}
+    pushed = receive_stats_until(base, totals_equal(expected), timeout=60)
+    assert pushed["events_total"] == 3500
