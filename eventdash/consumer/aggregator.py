@@ -23,7 +23,7 @@ from ..events.validation import InvalidEvent, parse_event
 from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_broker
 from ..kafka.clients import make_consumer, make_producer
 from ..stats.partition_state import PartitionStats
-from .snapshots import read_latest_snapshot, snapshot_key
+from .snapshots import read_latest_snapshots, snapshot_key
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,14 @@ class Aggregator:
             "linger.ms": 0,
         })
         self.producer.init_transactions(s.startup_timeout_seconds)
-        self.reader = make_consumer(s, "snapshot-reader", f"{s.consumer_group}-snapshot-reader")
+        self.reader = make_consumer(s, "snapshot-reader", f"{s.consumer_group}-snapshot-reader",
+                                    **{"fetch.wait.max.ms": 10})
         self.consumer = make_consumer(s, "consumer", s.consumer_group, **{
             "partition.assignment.strategy": "cooperative-sticky",
+            # Static membership: a restarted process (same id) takes its old place at once
+            # instead of waiting for the dead member's session to time out.
+            "group.instance.id": s.transactional_id,
+            "session.timeout.ms": 10_000,
             "fetch.wait.max.ms": 100,
         })
         self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -218,9 +223,10 @@ class Aggregator:
         s = self.settings
         committed = {tp.partition: tp.offset for tp in self.consumer.committed(
             [TopicPartition(s.events_topic, p) for p in partitions], timeout=s.startup_timeout_seconds)}
+        snapshots = self._snapshots_covering(committed)
         positions = []
         for partition in partitions:
-            snapshot = self._snapshot_covering(partition, committed.get(partition, -1))
+            snapshot = snapshots.get(partition)
             if snapshot is None:
                 state = PartitionStats(partition, horizon_seconds=s.horizon_seconds)
                 offset = OFFSET_BEGINNING
@@ -234,26 +240,27 @@ class Aggregator:
                         partition, offset if offset >= 0 else "beginning", committed.get(partition))
         return positions
 
-    def _snapshot_covering(self, partition: int, committed: int) -> dict | None:
-        """The latest snapshot, waiting briefly for one that covers the committed offset.
+    def _snapshots_covering(self, committed: dict[int, int]) -> dict[int, dict | None]:
+        """The latest snapshots, waiting briefly for ones that cover the committed offsets.
 
-        Offsets and snapshot commit together, but the transaction markers reach the offsets
+        Offsets and snapshots commit together, but the transaction markers reach the offsets
         topic and the statistics topic separately; a snapshot older than the committed offset
         means its marker is still on the way.
         """
         s = self.settings
-        key = snapshot_key(s.events_topic, partition)
+        keys = {p: snapshot_key(s.events_topic, p) for p in committed}
         deadline = time.monotonic() + s.startup_timeout_seconds
         while True:
-            snapshot = read_latest_snapshot(self.reader, s.statistics_topic, partition, key)
-            covered = snapshot["next_offset"] if snapshot else -1
-            if committed < 0 or covered >= committed:
-                return snapshot
+            snapshots = read_latest_snapshots(self.reader, s.statistics_topic, keys)
+            behind = {p: (snap["next_offset"] if snap else -1, committed[p]) for p, snap in snapshots.items()
+                      if committed[p] >= 0 and (snap["next_offset"] if snap else -1) < committed[p]}
+            if not behind:
+                return snapshots
             if time.monotonic() >= deadline:
-                logger.error("partition %d: latest snapshot covers offset %d but the group committed %d; "
-                             "resuming from the snapshot", partition, covered, committed)
-                return snapshot
-            time.sleep(0.1)
+                logger.error("snapshots behind the committed offsets (partition: (snapshot, committed)) %s; "
+                             "resuming from the snapshots", behind)
+                return snapshots
+            time.sleep(0.05)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import pytest
+
+from eventdash.config import ConfigError, Settings
+
+from ..helpers import ROOT, python_env
+
+
+def test_defaults():
+    s = Settings.from_env({})
+    assert (s.bootstrap_servers, s.events_topic, s.statistics_topic, s.dlq_topic) == (
+        "localhost:9092", "events", "event_statistics", "events.dlq")
+    assert (s.dashboard_port, s.worker_class, s.events_partitions, s.rate) == (5002, "eventlet", 6, 50.0)
+    assert s.cors_origins == ()
+
+
+def test_values_are_parsed():
+    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9093", "EVENTDASH_RATE": "2.5",
+                           "EVENTDASH_CORS_ORIGINS": "https://a.example, http://b.example:8080/",
+                           "EVENTDASH_LOG_FORMAT": "JSON"})
+    assert s.bootstrap_servers == "k1:9092,k2:9093" and s.rate == 2.5 and s.log_format == "json"
+    assert s.cors_origins == ("https://a.example", "http://b.example:8080")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("EVENTDASH_EVENTS_TOPIC", "events/with slash"),
+    ("EVENTDASH_DLQ_TOPIC", "dlq!"),
+    ("EVENTDASH_RATE", "fast"),
+    ("EVENTDASH_RATE", "-1"),
+    ("EVENTDASH_RATE", "nan"),
+    ("EVENTDASH_PORT", "70000"),
+    ("EVENTDASH_PORT", "http"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "host:99999"),
+    ("EVENTDASH_WORKER_CLASS", "threads"),
+    ("EVENTDASH_CORS_ORIGINS", "example.com"),
+    ("EVENTDASH_SNAPSHOT_INTERVAL_MS", "0"),
+])
+def test_bad_value_names_the_variable(name, value):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert str(info.value).startswith(f"{name}=")
+
+
+def test_topics_must_differ():
+    with pytest.raises(ConfigError, match="EVENTDASH_STATISTICS_TOPIC"):
+        Settings.from_env({"EVENTDASH_STATISTICS_TOPIC": "events"})
+
+
+@pytest.mark.parametrize("command", ["produce", "consume", "dashboard"])
+def test_programs_fail_fast_with_one_line(command):
+    result = subprocess.run([sys.executable, "-m", "eventdash", command], cwd=ROOT, capture_output=True, text=True,
+                            env=python_env({"EVENTDASH_PORT": "not-a-port"}), timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: EVENTDASH_PORT='not-a-port' is invalid: expected a whole number"]
