@@ -96,7 +96,7 @@
 
   function renderPrograms(programs) {
     const holder = $("health-programs");
-    if (!programs || programs.length === 0) { holder.textContent = "unknown"; return; }
+    if (!programs || programs.length === 0) { holder.textContent = "unknown (not under supervisord)"; return; }
     const frag = document.createDocumentFragment();
     for (const p of programs) {
       const span = document.createElement("span");

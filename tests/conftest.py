@@ -67,8 +67,9 @@ def start_program(tmp_path):
 def start_dashboard(start_program):
     """Factory: gunicorn + eventlet (or gevent) on a free port; waits for /healthz."""
 
-    def start(env: dict[str, str], worker_class: str = "eventlet", **extra: str) -> tuple[Program, str]:
-        port = free_port()
+    def start(env: dict[str, str], worker_class: str = "eventlet", port: int | None = None,
+              **extra: str) -> tuple[Program, str]:
+        port = port or free_port()
         program = start_program(f"dashboard-{worker_class}", ["dashboard"], {
             **env, "EVENTDASH_PORT": str(port), "EVENTDASH_HOST": "127.0.0.1",
             "EVENTDASH_WORKER_CLASS": worker_class, **extra})
