@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 ZOOKEEPER_PORT ?= 2181
 
-.PHONY: dev test test-fast bench setup browser-deps clean
+.PHONY: dev test test-fast bench setup system-deps browser-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,16 @@ test-fast: setup
 bench: setup
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
-# Debian's Chromium for the browser tests (.ci/run calls this; needs root).
+# System packages from Debian (needs root; .ci/run calls it): Java and Maven for the local
+# Kafka, Node.js/npm for the browser libraries, Chromium for the browser tests.
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+system-deps: browser-deps
+	@command -v java >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) openjdk-17-jre-headless)
+	@command -v mvn >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) maven)
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) nodejs npm)
+
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) chromium)
 
 clean:
 	rm -rf .run .pytest_cache

@@ -94,6 +94,16 @@ class LocalKafka:
                     KAFKA_VERSION, self.bootstrap_servers, self.zookeeper_port, self.work_dir)
         return self
 
+    def stop_broker(self) -> None:
+        """Stop only the broker (controlled shutdown); ZooKeeper and the data stay."""
+        proc = self._procs.pop("kafka", None)
+        if proc is not None:
+            processes.stop_group(proc, name="kafka", timeout=60)
+
+    def start_broker(self, timeout: float = 120.0) -> None:
+        """Start the broker again on the same port with the same data."""
+        self._start_kafka(fetch_jars(), timeout)
+
     def stop(self) -> None:
         for name in ("kafka", "zookeeper"):
             proc = self._procs.pop(name, None)

@@ -54,6 +54,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "plain"
     supervisor_socket: str = ""
+    producer_metrics_port: int = 9101
+    consumer_metrics_port: int = 9102
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -88,6 +90,8 @@ class Settings:
             log_level=env.choice("EVENTDASH_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=env.choice("EVENTDASH_LOG_FORMAT", cls.log_format, ("plain", "json")),
             supervisor_socket=env.raw("EVENTDASH_SUPERVISOR_SOCKET", ""),
+            producer_metrics_port=env.integer("EVENTDASH_PRODUCER_METRICS_PORT", cls.producer_metrics_port, 0, 65_535),
+            consumer_metrics_port=env.integer("EVENTDASH_CONSUMER_METRICS_PORT", cls.consumer_metrics_port, 0, 65_535),
         )
         if settings.statistics_topic == settings.events_topic or settings.dlq_topic == settings.events_topic:
             raise ConfigError("EVENTDASH_STATISTICS_TOPIC and EVENTDASH_DLQ_TOPIC must differ from "

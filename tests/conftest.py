@@ -12,7 +12,11 @@ import requests
 from devstack.localkafka import LocalKafka
 from devstack.readiness import free_port, wait_until
 
-from .helpers import Program, python_env
+import shutil
+
+from devstack import processes
+
+from .helpers import ROOT, Program, python_env, status
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +42,8 @@ def stack_env(kafka):
             "EVENTDASH_TRANSACTIONAL_ID": f"aggregator-{suffix}-0",
             "EVENTDASH_SNAPSHOT_INTERVAL_MS": "200",
             "EVENTDASH_STARTUP_TIMEOUT_SECONDS": "60",
+            "EVENTDASH_PRODUCER_METRICS_PORT": "0",
+            "EVENTDASH_CONSUMER_METRICS_PORT": "0",
             **extra,
         })
 
@@ -79,3 +85,33 @@ def start_dashboard(start_program):
         return program, base
 
     return start
+
+
+@pytest.fixture
+def start_supervised(tmp_path, stack_env):
+    """Factory: supervisord with an unmodified copy of deploy/supervisord.conf in a private folder.
+
+    Returns (supervisord, conf path, dashboard base URL, env) once all three programs are RUNNING.
+    """
+    started: list[Program] = []
+
+    def start(**extra: str):
+        home = tmp_path / f"app{len(started)}"
+        (home / "deploy").mkdir(parents=True)
+        (home / ".run").mkdir()
+        conf = home / "deploy" / "supervisord.conf"
+        shutil.copyfile(ROOT / "deploy" / "supervisord.conf", conf)
+        port = free_port()
+        env = stack_env(**{"EVENTDASH_PORT": str(port), "EVENTDASH_HOST": "127.0.0.1", "EVENTDASH_RATE": "300",
+                           "EVENTDASH_SUPERVISOR_SOCKET": str(home / ".run" / "supervisor.sock"), **extra})
+        program = Program("supervisord", [str(Path(sys.executable).parent / "supervisord"), "-c", str(conf)], env,
+                          tmp_path / f"supervisord-{len(started)}.log").start()
+        started.append(program)
+        wait_until(lambda: len(s := status(conf)) == 3 and all(state == "RUNNING" for state, _ in s.values()),
+                   what="producer, consumer and dashboard RUNNING", timeout=90, alive=program.died)
+        return program, conf, f"http://127.0.0.1:{port}", env
+
+    yield start
+    for program in started:
+        processes.stop_group(program.proc, name="supervisord", timeout=90)
+        print(f"----- supervisord log tail -----\n{program.log_tail(60)}")

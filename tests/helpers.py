@@ -134,3 +134,20 @@ def python_env(extra: dict[str, str]) -> dict[str, str]:
                 "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"})
     env.update(extra)
     return env
+
+
+def ctl(conf: Path, *args: str) -> str:
+    result = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "-c", str(conf), *args],
+                            capture_output=True, text=True, timeout=60)
+    return result.stdout
+
+
+def status(conf: Path) -> dict[str, tuple[str, int | None]]:
+    """``{"consumer": ("RUNNING", pid), ...}`` from ``supervisorctl status``."""
+    states = {}
+    for line in ctl(conf, "status").splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            pid = int(parts[3].rstrip(",")) if len(parts) > 3 and parts[2] == "pid" else None
+            states[parts[0]] = (parts[1], pid)
+    return states

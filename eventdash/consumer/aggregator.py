@@ -12,8 +12,10 @@ process aborts its predecessor's open transaction at once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from contextlib import contextmanager
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -22,6 +24,7 @@ from ..config import Settings
 from ..events.validation import InvalidEvent, parse_event
 from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_broker
 from ..kafka.clients import make_consumer, make_producer
+from ..observability.metrics import ConsumerMetrics, serve
 from ..stats.partition_state import PartitionStats
 from .snapshots import read_latest_snapshots, snapshot_key
 
@@ -29,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 BATCH = 1000
 TXN_TIMEOUT = 30.0
+# librdkafka can block in send_offsets_to_transaction() past its timeout when the group
+# coordinator goes away (confluentinc/librdkafka#5456, #5511). Past this limit we exit: the
+# supervisor restarts us and init_transactions() aborts the open transaction; nothing is lost.
+HUNG_CALL_SECONDS = TXN_TIMEOUT + 15
+EXIT_HUNG = 75
 
 
 class Aggregator:
@@ -44,6 +52,7 @@ class Aggregator:
         self.reader: Consumer | None = None
         self.transactions_committed = 0
         self.transactions_aborted = 0
+        self.metrics = ConsumerMetrics()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -63,6 +72,7 @@ class Aggregator:
             "linger.ms": 0,
         })
         self.producer.init_transactions(s.startup_timeout_seconds)
+        serve(self.metrics.registry, s.consumer_metrics_port)
         self.reader = make_consumer(s, "snapshot-reader", f"{s.consumer_group}-snapshot-reader",
                                     **{"fetch.wait.max.ms": 10})
         self.consumer = make_consumer(s, "consumer", s.consumer_group, **{
@@ -120,6 +130,7 @@ class Aggregator:
             self.in_transaction = True
         now_ms = time.time_ns() // 1_000_000
         states, next_offsets, dirty = self.states, self.next_offsets, self.dirty
+        by_type: dict[str, int] = {}
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -136,11 +147,15 @@ class Aggregator:
                                     max_bytes=s.max_event_bytes)
             except InvalidEvent as invalid:
                 state.record_invalid(invalid.reason)
+                self.metrics.invalid.labels(reason=invalid.reason).inc()
                 self._dead_letter(msg, invalid)
             else:
                 state.apply(event)
+                by_type[event.type] = by_type.get(event.type, 0) + 1
             next_offsets[partition] = msg.offset() + 1
             dirty.add(partition)
+        for event_type, count in by_type.items():
+            self.metrics.consumed.labels(type=event_type).inc(count)
 
     def _dead_letter(self, msg: Message, invalid: InvalidEvent) -> None:
         headers = list(msg.headers() or [])
@@ -171,12 +186,16 @@ class Aggregator:
             next_offset = self.next_offsets[partition]
             snapshot = self.states[partition].to_snapshot(next_offset=next_offset, updated_at_ms=now_ms)
             snapshot["lag"] = self._lag(partition, next_offset)
+            if snapshot["lag"] is not None:
+                self.metrics.lag.labels(partition=str(partition)).set(snapshot["lag"])
             self._produce(s.statistics_topic, orjson.dumps(snapshot), key=snapshot_key(s.events_topic, partition),
                           partition=partition)
             offsets.append(TopicPartition(s.events_topic, partition, next_offset))
         try:
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), TXN_TIMEOUT)
-            self._retrying(self.producer.commit_transaction)
+            metadata = self.consumer.consumer_group_metadata()
+            self._retrying(lambda timeout: self.producer.send_offsets_to_transaction(offsets, metadata, timeout),
+                           "send_offsets_to_transaction")
+            self._retrying(self.producer.commit_transaction, "commit_transaction")
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal() or not error.txn_requires_abort():
@@ -184,25 +203,47 @@ class Aggregator:
             logger.warning("transaction aborted (%s); rewinding to the last committed snapshots", error)
             self._abort_and_rewind()
             return
+        self.metrics.snapshots.inc(len(offsets))
         self.in_transaction = False
         self.dirty.clear()
         self.transactions_committed += 1
+        self.metrics.commits.inc()
 
-    def _retrying(self, operation) -> None:
+    @contextmanager
+    def _watchdog(self, name: str):
+        def hung() -> None:
+            logger.critical("%s did not return within %.0f s (librdkafka#5456); exiting so that the supervisor "
+                            "restarts this process: the open transaction will be aborted, nothing is lost",
+                            name, HUNG_CALL_SECONDS)
+            logging.shutdown()
+            os._exit(EXIT_HUNG)
+
+        timer = threading.Timer(HUNG_CALL_SECONDS, hung)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _retrying(self, operation, name: str) -> None:
+        """Retry a transactional call while Kafka says the error is retriable (e.g. a broker outage)."""
         while True:
             try:
-                operation(TXN_TIMEOUT)
+                with self._watchdog(name):
+                    operation(TXN_TIMEOUT)
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable():
+                if not exc.args[0].retriable() or self.stop.is_set():
                     raise
-                logger.warning("retrying %s: %s", operation.__name__, exc)
+                logger.warning("retrying %s: %s", name, exc)
 
     def _abort_and_rewind(self) -> None:
         self.producer.abort_transaction(TXN_TIMEOUT)
         self.in_transaction = False
         self.dirty.clear()
         self.transactions_aborted += 1
+        self.metrics.aborts.inc()
         partitions = sorted(self.states)
         self.states.clear()
         for tp in self._restore(partitions):
@@ -266,6 +307,7 @@ class Aggregator:
         numbers = [tp.partition for tp in partitions]
         logger.info("assigned partitions %s", numbers)
         consumer.incremental_assign(self._restore(numbers))
+        self.metrics.assigned.set(len(self.states))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoking partitions %s", [tp.partition for tp in partitions])
@@ -293,3 +335,4 @@ class Aggregator:
             self.states.pop(tp.partition, None)
             self.next_offsets.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
+        self.metrics.assigned.set(len(self.states))

@@ -1,0 +1,48 @@
+"""Prometheus metrics of the producer and the consumer, each in a registry of its own.
+
+Each program serves its registry on its own port (``EVENTDASH_PRODUCER_METRICS_PORT``,
+``EVENTDASH_CONSUMER_METRICS_PORT``; 0 turns it off). Nothing is created at import time.
+"""
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+logger = logging.getLogger(__name__)
+
+
+class ProducerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.produced = Counter("eventdash_producer_events_total", "Events acknowledged by Kafka", ["type"],
+                                registry=self.registry)
+        self.failed = Counter("eventdash_producer_delivery_failures_total", "Events Kafka did not acknowledge",
+                              registry=self.registry)
+        self.queue = Gauge("eventdash_producer_queue_messages", "Events waiting in the local producer queue",
+                           registry=self.registry)
+
+
+class ConsumerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.consumed = Counter("eventdash_consumer_events_total", "Valid events aggregated", ["type"],
+                                registry=self.registry)
+        self.invalid = Counter("eventdash_consumer_invalid_events_total", "Invalid events dead-lettered",
+                               ["reason"], registry=self.registry)
+        self.snapshots = Counter("eventdash_consumer_snapshots_published_total", "Snapshots published",
+                                 registry=self.registry)
+        self.commits = Counter("eventdash_consumer_transactions_committed_total", "Transactions committed",
+                               registry=self.registry)
+        self.aborts = Counter("eventdash_consumer_transaction_aborts_total", "Transactions aborted",
+                              registry=self.registry)
+        self.lag = Gauge("eventdash_consumer_lag_records", "Records behind the end of each input partition",
+                         ["partition"], registry=self.registry)
+        self.assigned = Gauge("eventdash_consumer_assigned_partitions", "Input partitions owned",
+                              registry=self.registry)
+
+
+def serve(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
+    if port:
+        start_http_server(port, addr=host, registry=registry)
+        logger.info("metrics at http://%s:%d/metrics", host, port)

@@ -1,0 +1,132 @@
+"""Operations: broker outage, readiness, metrics, JSON logs, HTTP errors."""
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+import requests
+
+from devstack.localkafka import LocalKafka
+from devstack.readiness import free_port, wait_until
+
+from ..helpers import count_topic_by_type, ctl, produce, status, totals_equal, wait_for_stats
+
+
+@pytest.fixture
+def own_kafka(tmp_path):
+    """A broker of this test alone: the test stops and restarts it."""
+    cluster = LocalKafka(tmp_path / "kafka").start()
+    yield cluster
+    cluster.stop()
+
+
+def readyz(base: str) -> tuple[int, dict]:
+    response = requests.get(f"{base}/readyz", timeout=5)
+    return response.status_code, response.json()
+
+
+@pytest.mark.slow
+def test_broker_down_for_20_seconds_loses_and_duplicates_nothing(own_kafka, start_supervised):
+    """The whole supervised stack rides out a 20 s broker outage with exact totals afterwards."""
+    supervisord, conf, base, env = start_supervised(KAFKA_BOOTSTRAP_SERVERS=own_kafka.bootstrap_servers,
+                                                    EVENTDASH_RATE="200", EVENTDASH_STALE_AFTER_SECONDS="5")
+    wait_for_stats(base, lambda s: s["events_total"] >= 1000, what="1000 events before the outage",
+                   alive=supervisord.died)
+    wait_until(lambda: readyz(base)[0] == 200, what="/readyz 200 before the outage", timeout=30)
+
+    own_kafka.stop_broker()
+    outage_started = time.monotonic()
+    status_code, body = wait_until(lambda: (r := readyz(base))[0] == 503 and r,
+                                   what="/readyz 503 during the outage", timeout=20)
+    assert body == {"ready": False, "reason": f"Kafka at {own_kafka.bootstrap_servers} is not reachable"}
+    page = requests.get(f"{base}/api/stats", timeout=5).json()
+    assert page["health"]["stale"] is True and page["events_total"] >= 1000  # last known numbers stay
+    wait_until(lambda: time.monotonic() - outage_started >= 20, what="the end of the 20 s outage",
+               timeout=25, interval=0.5, alive=supervisord.died)
+    assert status(conf)["producer"][0] == "RUNNING"  # it buffered instead of crashing
+    own_kafka.start_broker()
+
+    # The consumer may need a restart by supervisord (librdkafka#5456): /readyz tells when it is back.
+    wait_until(lambda: readyz(base)[0] == 200, what="/readyz 200 after the broker is back", timeout=120,
+               alive=supervisord.died)
+    assert "producer: stopped" in ctl(conf, "stop", "producer")  # SIGTERM: flushes what it still holds
+    in_topic = count_topic_by_type(own_kafka.bootstrap_servers, env["EVENTDASH_EVENTS_TOPIC"])
+    assert sum(in_topic.values()) > 1000
+    distinct = count_distinct_event_ids(own_kafka.bootstrap_servers, env["EVENTDASH_EVENTS_TOPIC"])
+    assert distinct == sum(in_topic.values()), "the producer wrote an event twice"
+    wait_for_stats(base, totals_equal(dict(in_topic)), what="exact totals after the outage", timeout=120,
+                   alive=supervisord.died)
+
+
+def count_distinct_event_ids(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ids-{time.monotonic_ns()}",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        ids, seen = set(), 0
+        deadline = time.monotonic() + 60
+        while seen < sum(ends.values()) and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=0.5):
+                if not msg.error():
+                    ids.add(orjson.loads(msg.value())["event_id"])
+                    seen += 1
+        assert seen == sum(ends.values())
+        return len(ids)
+    finally:
+        consumer.close()
+
+
+def test_dashboard_without_kafka_is_alive_not_ready_and_errors_are_json(stack_env, start_dashboard):
+    dead = f"127.0.0.1:{free_port()}"
+    _, base = start_dashboard(stack_env(KAFKA_BOOTSTRAP_SERVERS=dead))
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+    status, body = readyz(base)
+    assert status == 503 and body == {"ready": False, "reason": f"Kafka at {dead} is not reachable"}
+    missing = requests.get(f"{base}/api/does-not-exist", timeout=5)
+    assert missing.status_code == 404 and missing.json() == {"error": "not found", "status": 404}
+    assert requests.get(f"{base}/vendor/../../etc/passwd", timeout=5).status_code == 404
+    page = requests.get(f"{base}/", timeout=5)
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    for vendor in ("socket.io.min.js", "uPlot.iife.min.js", "uPlot.min.css"):
+        assert requests.get(f"{base}/vendor/{vendor}", timeout=5).status_code == 200
+
+
+def test_metrics_of_all_three_programs(stack_env, start_program, start_dashboard):
+    producer_port, consumer_port = free_port(), free_port()
+    env = stack_env(EVENTDASH_PRODUCER_METRICS_PORT=str(producer_port),
+                    EVENTDASH_CONSUMER_METRICS_PORT=str(consumer_port), EVENTDASH_LOG_FORMAT="json")
+    consumer = start_program("consumer", ["consume"], env)
+    _, base = start_dashboard(env)
+    summary = produce({**env, "EVENTDASH_PRODUCER_METRICS_PORT": "0"}, 500)
+    wait_for_stats(base, totals_equal(summary["by_type"]), what="500 events counted", alive=consumer.died)
+
+    def metric(port: int, line_start: str) -> float:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
+        return sum(values)
+
+    wait_until(lambda: metric(consumer_port, "eventdash_consumer_events_total{") == 500,
+               what="consumer metrics to count 500 events", timeout=30)
+    assert metric(consumer_port, "eventdash_consumer_assigned_partitions") == 6
+    assert metric(consumer_port, "eventdash_consumer_transactions_committed_total") >= 1
+    dashboard_metrics = requests.get(f"{base}/metrics", timeout=5).text
+    assert "eventdash_dashboard_socketio_clients" in dashboard_metrics
+    assert "eventdash_dashboard_kafka_up 1.0" in dashboard_metrics
+
+    producer = start_program("producer", ["produce"], {**env, "EVENTDASH_RATE": "100"})
+    wait_until(lambda: metric(producer_port, "eventdash_producer_events_total{") >= 50,
+               what="producer metrics to count deliveries", timeout=30, alive=producer.died)
+    assert metric(producer_port, "eventdash_producer_delivery_failures_total") == 0
+
+    # EVENTDASH_LOG_FORMAT=json: every line the consumer logged is one JSON object.
+    consumer.stop()
+    lines = [line for line in consumer.log_path.read_text().splitlines() if line.strip()]
+    records = [orjson.loads(line) for line in lines]
+    assert {"ts", "level", "logger", "message"} <= set(records[0])
+    assert any("restored" in r["message"] for r in records)
