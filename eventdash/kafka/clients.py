@@ -19,7 +19,12 @@ librdkafka_logger = logging.getLogger("eventdash.kafka.librdkafka")
 
 
 def _on_error(err: KafkaError) -> None:
-    level = logging.ERROR if err.fatal() else logging.WARNING
+    if err.fatal():
+        level = logging.ERROR
+    elif err.code() == KafkaError._TRANSPORT:
+        level = logging.DEBUG  # librdkafka's own log line already reported the connection failure
+    else:
+        level = logging.WARNING
     librdkafka_logger.log(level, "kafka client error: %s", err)
 
 

@@ -56,3 +56,30 @@ def test_programs_fail_fast_with_one_line(command):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "configuration error: EVENTDASH_PORT='not-a-port' is invalid: expected a whole number"]
+
+
+def test_repeated_librdkafka_lines_are_held_back_and_counted():
+    import logging
+
+    from eventdash.logging_setup import RepeatFilter
+
+    clock = [0.0]
+    f = RepeatFilter(window=30)
+    import eventdash.logging_setup as setup
+
+    original = setup.time.monotonic
+    setup.time.monotonic = lambda: clock[0]
+    try:
+        def record(text):
+            return logging.LogRecord("eventdash.kafka.librdkafka", logging.WARNING, "", 0, text, (), None)
+
+        passed = []
+        for second in range(0, 65):
+            clock[0] = float(second)
+            r = record(f"Connect to 127.0.0.1:9092 failed (after {second}ms in state CONNECT)")
+            if f.filter(r):
+                passed.append(r.getMessage())
+    finally:
+        setup.time.monotonic = original
+    assert len(passed) == 3  # at 0 s, 30 s and 60 s
+    assert passed[1].endswith("(29 similar messages held back in the last 30 s)")
