@@ -16,6 +16,7 @@ import orjson
 from confluent_kafka import KafkaError, Message
 
 from ..config import Settings
+from ..events.model import EVENT_TYPES
 from ..kafka.admin import ensure_topics, make_admin, wait_for_broker
 from ..kafka.clients import make_producer
 from ..observability.metrics import ProducerMetrics, serve
@@ -59,6 +60,7 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     metrics = ProducerMetrics()
     serve(metrics.registry, settings.producer_metrics_port)
     report = DeliveryReport(metrics=metrics)
+    on_delivery = {event_type: report.for_type(event_type) for event_type in EVENT_TYPES}
     limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)
     simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=lambda: time.time_ns() // 1_000_000)
     topic = settings.events_topic
@@ -76,7 +78,7 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
             while True:
                 try:
                     producer.produce(topic, value, key=event["session_id"],
-                                     on_delivery=report.for_type(event["type"]))
+                                     on_delivery=on_delivery[event["type"]])
                     break
                 except BufferError:
                     producer.poll(0.05)  # local queue full: wait for the broker to catch up

@@ -8,7 +8,6 @@ left in the basket.
 from __future__ import annotations
 
 import random
-import uuid
 from collections import deque
 from typing import Callable, Iterator
 
@@ -41,7 +40,7 @@ class ShopperSimulator:
             yield event
 
     def _new_id(self) -> str:
-        return uuid.UUID(int=self._rng.getrandbits(128), version=4).hex
+        return f"{self._rng.getrandbits(128):032x}"
 
     def _plan_session(self) -> list[dict]:
         rng = self._rng

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import math
 import zlib
+from functools import lru_cache
 
 PRECISION = 10
 REGISTERS = 1 << PRECISION
@@ -18,6 +19,7 @@ _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 _REST_BITS = 64 - PRECISION
 
 
+@lru_cache(maxsize=65_536)  # a session sends several events: hash each id once while it is active
 def hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 

@@ -1,0 +1,124 @@
+"""Producer and consumer throughput against their raw confluent-kafka limits and Quix Streams."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer
+
+from eventdash.config import Settings
+from eventdash.consumer.aggregator import Aggregator
+from eventdash.kafka.admin import ensure_topics, make_admin
+from eventdash.kafka.clients import make_producer
+from eventdash.producer.runner import run_producer
+
+from .common import ROOT, eventdash_env, eventdash_topics, new_topic
+
+logger = logging.getLogger(__name__)
+QUIX_VERSION = "3.28.1"
+QUIX_VENV = ROOT / ".cache" / f"bench-quix-{QUIX_VERSION}"
+
+
+def settings_for(bootstrap: str, topics: dict[str, str]) -> Settings:
+    return Settings.from_env(eventdash_env(bootstrap, topics))
+
+
+def eventdash_produce(bootstrap: str, count: int) -> tuple[float, float]:
+    """(events/s, mean payload bytes) of ``run_producer`` at full speed, topics made beforehand."""
+    settings = settings_for(bootstrap, eventdash_topics("bench-produce"))
+    ensure_topics(make_admin(settings), settings)
+    started = time.perf_counter()
+    report = run_producer(settings, count=count, rate=0)
+    elapsed = time.perf_counter() - started
+    assert sum(report.delivered.values()) == count and report.failed == 0
+    return count / elapsed, 0.0
+
+
+def raw_produce(bootstrap: str, count: int, payload_size: int) -> float:
+    """The limit: the same producer settings, one pre-encoded constant payload, no simulation."""
+    settings = settings_for(bootstrap, eventdash_topics("bench-raw"))
+    topic = new_topic(bootstrap, "bench-raw-produce")
+    producer = make_producer(settings, "bench-raw")
+    payload = b"x" * payload_size
+    keys = [f"s-{i:016x}".encode() for i in range(1024)]
+    started = time.perf_counter()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, payload, key=keys[i & 1023])
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+    return count / (time.perf_counter() - started)
+
+
+def raw_consume(bootstrap: str, topic: str, count: int) -> float:
+    """The limit: consume-and-discard with the aggregator's consumer settings."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "fetch.wait.max.ms": 100})
+    consumer.subscribe([topic])
+    seen, first = 0, None
+    try:
+        while seen < count:
+            messages = consumer.consume(num_messages=1000, timeout=0.5)
+            if messages and first is None:
+                first = time.perf_counter()
+            seen += sum(1 for m in messages if m.error() is None)
+        return count / (time.perf_counter() - first)
+    finally:
+        consumer.close()
+
+
+def eventdash_consume(bootstrap: str, topic: str, count: int) -> float:
+    """The full statistics engine with exactly-once on, in this process, over a pre-filled topic."""
+    topics = eventdash_topics("bench-agg")
+    topics["events"] = topic
+    aggregator = Aggregator(settings_for(bootstrap, topics))
+    thread = threading.Thread(target=aggregator.run, daemon=True)
+    thread.start()
+    first = None
+    try:
+        while True:
+            consumed = sum(aggregator.next_offsets.values())
+            if consumed and first is None:
+                first = time.perf_counter()
+            if consumed >= count and not aggregator.dirty and not aggregator.in_transaction:
+                return count / (time.perf_counter() - first)
+            if not thread.is_alive():
+                raise RuntimeError("the aggregator stopped during the benchmark")
+            time.sleep(0.01)
+    finally:
+        aggregator.stop.set()
+        thread.join(60)
+
+
+def ensure_quix_venv() -> Path:
+    python = QUIX_VENV / "bin" / "python"
+    if not (QUIX_VENV / ".complete").exists():
+        logger.info("installing quixstreams==%s into %s (it pins confluent-kafka<2.13)", QUIX_VERSION, QUIX_VENV)
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True)
+        (QUIX_VENV / ".complete").write_text(QUIX_VERSION)
+    return python
+
+
+def quix_consume(bootstrap: str, topic: str, count: int, guarantee: str, work_dir: Path) -> float:
+    python = ensure_quix_venv()
+    result = subprocess.run(
+        [str(python), str(Path(__file__).parent / "quix_app.py"), bootstrap, topic, str(count), guarantee,
+         str(work_dir / f"quix-state-{uuid.uuid4().hex[:8]}")],
+        capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"quix app failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    timing = json.loads(result.stdout.strip().splitlines()[-1])
+    return count / (timing["done"] - timing["first"])
