@@ -150,8 +150,8 @@ def render(plan: Plan, r: dict, elapsed: float) -> str:
             "quix at-least-once": f"Quix Streams {throughput.QUIX_VERSION}, at-least-once "
                                   f"({plan.quix_repeats} run{'s' if plan.quix_repeats > 1 else ''})",
         }[name]
-        lines.append(f"| {label} | {runs.cell()} | {runs.median / consume['raw'].median:.1%} | "
-                     f"{consume['eventdash'].median / runs.median:.1f}x |")
+        versus = "—" if name in ("raw", "eventdash") else f"{consume['eventdash'].median / runs.median:.1f}x"
+        lines.append(f"| {label} | {runs.cell()} | {runs.median / consume['raw'].median:.1%} | {versus} |")
     lines += [
         "",
         "Quix Streams computes the core aggregation only (count per type in 1 s tumbling windows plus totals "

@@ -83,6 +83,7 @@ class Aggregator:
             "session.timeout.ms": 10_000,
             "fetch.wait.max.ms": 100,
             "fetch.queue.backoff.ms": 10,  # refill the local queue at once instead of idling up to 1 s
+            "queued.max.messages.kbytes": 8192,  # prefetch at most 8 MB (default 64 MB): bounded RSS
         })
         self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)

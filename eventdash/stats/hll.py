@@ -19,7 +19,7 @@ _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 _REST_BITS = 64 - PRECISION
 
 
-@lru_cache(maxsize=65_536)  # a session sends several events: hash each id once while it is active
+@lru_cache(maxsize=16_384)  # a session sends several events: hash each id once while it is active
 def hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 

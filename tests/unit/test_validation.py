@@ -43,7 +43,7 @@ def test_product_name_is_optional():
     (raw(type=3), InvalidReason.WRONG_TYPE),
     (raw(type=["purchase"]), InvalidReason.WRONG_TYPE),  # unhashable: found by the fuzzer
     (b'{"event_id":"e","type":"purchase","ts":1,"session_id":"s","user_id":"u","product_id":"p",'
-     b'"price":1e999,"quantity":1}', InvalidReason.WRONG_TYPE),  # infinite price
+     b'"price":1e999,"quantity":1}', InvalidReason.NOT_JSON),  # orjson refuses an infinite number
     (raw(ts="yesterday"), InvalidReason.WRONG_TYPE),
     (raw(ts=1.5), InvalidReason.WRONG_TYPE),
     (raw(ts=True), InvalidReason.WRONG_TYPE),
