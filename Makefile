@@ -35,8 +35,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
+# Full run → docs/BENCHMARKS.md (about 15 min); QUICK=1 → bench/results/BENCHMARKS-quick.md (< 3 min).
 bench: setup
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	$(PY) -m bench $(if $(QUICK),--quick --out bench/results/BENCHMARKS-quick.md,)
 
 # System packages from Debian (needs root; .ci/run calls it): Java and Maven for the local
 # Kafka, Node.js/npm for the browser libraries, Chromium for the browser tests.

@@ -81,12 +81,12 @@ def simulated_events(seed: int = 1):
     return ShopperSimulator(seed=seed, clock_ms=lambda: time.time_ns() // 1_000_000).events()
 
 
-def fill_topic(bootstrap: str, topic: str, count: int) -> float:
+def fill_topic(bootstrap: str, topic: str, count: int, events=None) -> float:
     """Write ``count`` simulated events (keyed by session) as fast as Kafka takes them; mean size."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
                          "enable.idempotence": True, "queue.buffering.max.messages": 500_000})
     size = 0
-    events = simulated_events()
+    events = events if events is not None else simulated_events()
     for _ in range(count):
         event = next(events)
         value = orjson.dumps(event)
@@ -98,7 +98,7 @@ def fill_topic(bootstrap: str, topic: str, count: int) -> float:
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-    if producer.flush(120):
+    if producer.flush(300):
         raise RuntimeError("could not fill the benchmark topic")
     return size / max(1, count)
 

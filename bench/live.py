@@ -5,21 +5,18 @@ import bisect
 import json
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
 import requests
 import socketio
-from confluent_kafka import Producer
 
 from devstack import processes
 from devstack.readiness import free_port, wait_until
 from eventdash.producer.simulator import ShopperSimulator
 
-from .common import ROOT, cpu_seconds, eventdash_env, eventdash_topics, percentile, rss_mb
+from .common import ROOT, cpu_seconds, eventdash_env, eventdash_topics, fill_topic, percentile, rss_mb
 
 
 @contextmanager
@@ -122,28 +119,15 @@ def memory(bootstrap: str, work_dir: Path, checkpoints: list[int]) -> list[tuple
     ensure_topics(make_admin(settings), settings)
     start = time.time_ns() // 1_000_000 - 3 * 3_600_000
     clock = iter(range(start, start + total + 1))  # 1 ms of event time per event: 10M events = 2.8 h
-    simulator = ShopperSimulator(seed=3, clock_ms=lambda: next(clock))
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
-                         "queue.buffering.max.messages": 500_000})
-    events = simulator.events()
-    for _ in range(total):
-        event = next(events)
-        while True:
-            try:
-                producer.produce(topics["events"], orjson.dumps(event), key=event["session_id"])
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    assert producer.flush(300) == 0
+    fill_topic(bootstrap, topics["events"], total, ShopperSimulator(seed=3, clock_ms=lambda: next(clock)).events())
     log = open(work_dir / "memory-consumer.log", "ab")
     proc = processes.spawn([sys.executable, "-m", "eventdash", "consume"], env=env, cwd=str(ROOT), stdout=log)
     log.close()
     results = []
     try:
         for checkpoint in checkpoints:
-            wait_until(lambda: consumed(metrics_port) >= checkpoint, what=f"{checkpoint:,} events consumed",
-                       timeout=3600, interval=0.5)
+            wait_until(lambda checkpoint=checkpoint: consumed(metrics_port) >= checkpoint,
+                       what=f"{checkpoint:,} events consumed", timeout=3600, interval=0.5)
             results.append((checkpoint, rss_mb(proc.pid)))
     finally:
         processes.stop_group(proc, name="consumer", timeout=60)

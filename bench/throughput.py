@@ -10,7 +10,6 @@ import time
 import uuid
 from pathlib import Path
 
-import orjson
 from confluent_kafka import Consumer
 
 from eventdash.config import Settings

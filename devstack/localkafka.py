@@ -78,7 +78,7 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
 
-    def start(self, timeout: float = 120.0) -> "LocalKafka":
+    def start(self, timeout: float = 120.0) -> LocalKafka:
         libs = fetch_jars()
         self.work_dir = Path(self.work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ class LocalKafka:
             if proc is not None:
                 processes.stop_group(proc, name=name, timeout=30)
 
-    def __enter__(self) -> "LocalKafka":
+    def __enter__(self) -> LocalKafka:
         return self.start()
 
     def __exit__(self, *exc) -> None:

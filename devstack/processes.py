@@ -6,7 +6,8 @@ import logging
 import os
 import signal
 import subprocess
-from typing import IO, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import IO
 
 logger = logging.getLogger(__name__)
 

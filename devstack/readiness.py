@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"produce": _produce, "consume": _consume, "dashboard": _dashboard}
     try:
         return handlers[args.command](settings, args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     except Exception:
         logger.exception("%s failed", args.command)
         return 1

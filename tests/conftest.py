@@ -1,7 +1,7 @@
 """Fixtures: one real Kafka + ZooKeeper per test session, fresh topics per test, real programs."""
 from __future__ import annotations
 
-import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack import processes
 from devstack.localkafka import LocalKafka
 from devstack.readiness import free_port, wait_until
-
-import shutil
-
-from devstack import processes
 
 from .helpers import ROOT, Program, python_env, status
 

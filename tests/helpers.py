@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import orjson
 import requests
@@ -32,7 +32,7 @@ class Program:
     proc: subprocess.Popen | None = None
     history: list[int] = field(default_factory=list)
 
-    def start(self) -> "Program":
+    def start(self) -> Program:
         log = open(self.log_path, "ab")
         self.proc = processes.spawn(self.args, env=self.env, cwd=str(ROOT), stdout=log)
         log.close()
@@ -73,18 +73,15 @@ def produce(env: dict[str, str], count: int, timeout: float = 300) -> dict:
     return orjson.loads(result.stdout.strip().splitlines()[-1])
 
 
-def count_topic_by_type(bootstrap: str, topic: str, timeout: float = 60) -> Counter:
-    """Read a whole topic independently of eventdash and count events per ``type``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{time.monotonic_ns()}",
+def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[bytes]:
+    """Every committed record value of a topic, read independently of eventdash."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends = {}
-        for p in metadata.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[p] = high
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        counts: Counter = Counter()
+        values: list[bytes] = []
         done = {p for p, high in ends.items() if high == 0}
         deadline = time.monotonic() + timeout
         while len(done) < len(ends):
@@ -92,12 +89,16 @@ def count_topic_by_type(bootstrap: str, topic: str, timeout: float = 60) -> Coun
             for msg in consumer.consume(1000, timeout=0.5):
                 if msg.error():
                     continue
-                counts[orjson.loads(msg.value())["type"]] += 1
+                values.append(msg.value())
                 if msg.offset() >= ends[msg.partition()] - 1:
                     done.add(msg.partition())
-        return counts
+        return values
     finally:
         consumer.close()
+
+
+def count_topic_by_type(bootstrap: str, topic: str) -> Counter:
+    return Counter(orjson.loads(value)["type"] for value in read_topic(bootstrap, topic))
 
 
 def get_stats(base_url: str) -> dict:

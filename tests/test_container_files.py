@@ -56,3 +56,9 @@ def test_compose_file_is_valid_and_waits_for_healthy_kafka():
     assert published == ["5002"]  # the dashboard only: supervisord's control socket is never published
     volumes = {v["source"] for v in services["kafka"]["volumes"] if v["type"] == "volume"}
     assert volumes == {"kafka-data"} and "kafka-data" in config["volumes"]
+
+
+def test_python_code_is_ruff_clean():
+    result = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "eventdash", "devstack", "bench",
+                             "tests"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -72,7 +72,7 @@ class Aggregator:
             "linger.ms": 0,
         })
         self.producer.init_transactions(s.startup_timeout_seconds)
-        serve(self.metrics.registry, s.consumer_metrics_port)
+        serve(self.metrics.registry, s.consumer_metrics_port, "EVENTDASH_CONSUMER_METRICS_PORT")
         self.reader = make_consumer(s, "snapshot-reader", f"{s.consumer_group}-snapshot-reader",
                                     **{"fetch.wait.max.ms": 10})
         self.consumer = make_consumer(s, "consumer", s.consumer_group, **{

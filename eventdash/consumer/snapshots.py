@@ -47,7 +47,8 @@ def _scan(reader: Consumer, topic: str, keys: dict[int, bytes], starts: dict[int
     try:
         while remaining:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"reading snapshots of {topic} partitions {sorted(remaining)} took over {timeout:.0f} s")
+                raise TimeoutError(
+                    f"reading snapshots of {topic} partitions {sorted(remaining)} took over {timeout:.0f} s")
             for msg in reader.consume(num_messages=500, timeout=0.05):
                 if msg.error():
                     logger.warning("reading snapshots: %s", msg.error())

@@ -17,8 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
+from ..observability.metrics import DashboardMetrics
 from .live import LiveStats
-from .metrics import DashboardMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         relative = VENDOR_FILES.get(name)
         if relative is None:
             abort(404)
-        response = send_from_directory(vendor_dir, relative, max_age=3600)
-        return response
+        return send_from_directory(vendor_dir, relative, max_age=3600)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from confluent_kafka import KafkaError, TopicPartition
@@ -32,9 +32,11 @@ def offset_tail(count: int) -> int:
 class StatisticsFeed:
     """Latest snapshot per partition, a version that bumps on change, and broker health."""
 
-    def __init__(self, settings: Settings, sleep: Callable[[float], None]):
+    def __init__(self, settings: Settings, sleep: Callable[[float], None],
+                 on_snapshot: Callable[[], None] = lambda: None):
         self.settings = settings
         self._sleep = sleep
+        self._on_snapshot = on_snapshot
         self.snapshots: dict[int, dict] = {}
         self.version = 0
         self.broker_up = False
@@ -89,6 +91,7 @@ class StatisticsFeed:
                            msg.offset(), exc)
             return
         self.records_read += 1
+        self._on_snapshot()
         self.snapshots[partition] = snapshot
         self.version += 1
         self.broker_up = True

@@ -7,9 +7,9 @@ import time
 from flask_socketio import SocketIO
 
 from ..config import Settings
+from ..observability.metrics import DashboardMetrics
 from ..stats.view import build_view
 from .feed import StatisticsFeed
-from .metrics import DashboardMetrics
 from .supervisor_status import program_states
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class LiveStats:
         self.settings = settings
         self.socketio = socketio
         self.metrics = metrics
-        self.feed = StatisticsFeed(settings, socketio.sleep)
+        self.feed = StatisticsFeed(settings, socketio.sleep, on_snapshot=metrics.snapshots.inc)
         self.programs: list[dict] = []
         self._cache: tuple[tuple, dict] | None = None
 
@@ -90,8 +90,6 @@ class LiveStats:
                 logger.exception("broadcast failed")
                 continue
             self.metrics.broadcasts.inc()
-            self.metrics.snapshots.inc(self.feed.records_read - getattr(self, "_counted", 0))
-            self._counted = self.feed.records_read
             sent_version, sent_at = self.feed.version, now
 
     def _programs_loop(self) -> None:

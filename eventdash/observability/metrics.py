@@ -1,13 +1,16 @@
-"""Prometheus metrics of the producer and the consumer, each in a registry of its own.
+"""Prometheus metrics of the three programs, each in a registry of its own.
 
-Each program serves its registry on its own port (``EVENTDASH_PRODUCER_METRICS_PORT``,
-``EVENTDASH_CONSUMER_METRICS_PORT``; 0 turns it off). Nothing is created at import time.
+The dashboard serves its registry at ``/metrics``; the producer and the consumer on ports of
+their own (``EVENTDASH_PRODUCER_METRICS_PORT``, ``EVENTDASH_CONSUMER_METRICS_PORT``; 0 turns
+them off). Nothing is created at import time.
 """
 from __future__ import annotations
 
 import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from ..config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,30 @@ class ConsumerMetrics:
                               registry=self.registry)
 
 
-def serve(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
-    if port:
+class DashboardMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.clients = Gauge("eventdash_dashboard_socketio_clients", "Connected Socket.IO clients",
+                             registry=self.registry)
+        self.broadcasts = Counter("eventdash_dashboard_broadcasts_total", "stats broadcasts sent",
+                                  registry=self.registry)
+        self.snapshots = Counter("eventdash_dashboard_snapshots_read_total", "snapshots read from Kafka",
+                                 registry=self.registry)
+        self.update_age = Gauge("eventdash_dashboard_last_update_age_seconds",
+                                "Seconds since the statistics last changed", registry=self.registry)
+        self.kafka_up = Gauge("eventdash_dashboard_kafka_up", "1 when a broker connection is up",
+                              registry=self.registry)
+        self.lag = Gauge("eventdash_consumer_lag_records", "Aggregator lag per input partition",
+                         ["partition"], registry=self.registry)
+
+
+def serve(registry: CollectorRegistry, port: int, variable: str, host: str = "0.0.0.0") -> None:
+    """Serve ``/metrics`` on ``port`` (0: not at all); a busy port is a configuration error."""
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host, registry=registry)
-        logger.info("metrics at http://%s:%d/metrics", host, port)
+    except OSError as exc:
+        raise ConfigError(f"{variable}={port} is invalid: cannot listen there ({exc.strerror}); "
+                          "give each process its own port or 0") from None
+    logger.info("metrics at http://%s:%d/metrics", host, port)

@@ -1,7 +1,7 @@
 """A token bucket that says how long to wait before the next event may go out."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class RateLimiter:

@@ -9,8 +9,8 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import orjson
 from confluent_kafka import KafkaError, Message
@@ -58,7 +58,7 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     ensure_topics(admin, settings)
     producer = make_producer(settings, "producer")
     metrics = ProducerMetrics()
-    serve(metrics.registry, settings.producer_metrics_port)
+    serve(metrics.registry, settings.producer_metrics_port, "EVENTDASH_PRODUCER_METRICS_PORT")
     report = DeliveryReport(metrics=metrics)
     on_delivery = {event_type: report.for_type(event_type) for event_type in EVENT_TYPES}
     limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)

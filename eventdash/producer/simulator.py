@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ..events.model import ADDTOBASKET, PRODUCTVIEW, PURCHASE, REMOVEFROMBASKET
 from .catalog import CATALOG, Product

@@ -37,7 +37,7 @@ class HyperLogLog:
         if rank > self.registers[index]:
             self.registers[index] = rank
 
-    def merge(self, other: "HyperLogLog") -> None:
+    def merge(self, other: HyperLogLog) -> None:
         mine = self.registers
         for i, value in enumerate(other.registers):
             if value > mine[i]:
@@ -57,7 +57,7 @@ class HyperLogLog:
         return base64.b64encode(zlib.compress(bytes(self.registers), 6)).decode()
 
     @classmethod
-    def decode(cls, text: str) -> "HyperLogLog":
+    def decode(cls, text: str) -> HyperLogLog:
         raw = zlib.decompress(base64.b64decode(text))
         if len(raw) != REGISTERS:
             raise ValueError(f"HyperLogLog needs {REGISTERS} registers, got {len(raw)}")

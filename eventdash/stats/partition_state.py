@@ -14,7 +14,7 @@ totals and in ``late_total`` but in no bucket.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..events.model import ADDTOBASKET, EVENT_TYPES, PRODUCTVIEW, PURCHASE, Event
 from .hll import HyperLogLog, hash64
@@ -38,7 +38,7 @@ class MinuteBucket:
                 "views": self.views, "purchases": self.purchases}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "MinuteBucket":
+    def from_json(cls, doc: dict) -> MinuteBucket:
         bucket = cls()
         bucket.sketches = {stage: HyperLogLog.decode(doc[stage]) for stage in FUNNEL_STAGES.values()}
         bucket.views = {str(k): int(v) for k, v in doc["views"].items()}
@@ -70,8 +70,10 @@ class PartitionStats:
             total[2] += event.price_cents * event.quantity
         ts = event.ts
         if ts > self.watermark_ms:
+            new_second = ts // 1000 != self.watermark_ms // 1000
             self.watermark_ms = ts
-            self._evict()
+            if new_second:  # buckets can only expire when event time enters a new second
+                self._evict()
         elif ts < self.watermark_ms - self.horizon_seconds * 1000:
             self.late_total += 1
             return
@@ -138,7 +140,7 @@ class PartitionStats:
 
     @classmethod
     def from_snapshot(cls, doc: dict, *, horizon_seconds: int = 900,
-                      max_product_candidates: int = 500) -> "PartitionStats":
+                      max_product_candidates: int = 500) -> PartitionStats:
         if doc.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {doc.get('v')!r}")
         stats = cls(int(doc["partition"]), horizon_seconds=horizon_seconds,

@@ -6,8 +6,8 @@ distinct counts; all other fields are sums. The fields are documented in docs/st
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 from ..events.model import EVENT_TYPES
 from .hll import HyperLogLog

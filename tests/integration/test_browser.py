@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from ..helpers import ROOT, EVENT_TYPES, produce, totals_equal, wait_for_stats
+from ..helpers import EVENT_TYPES, ROOT, produce, totals_equal, wait_for_stats
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
@@ -94,8 +93,9 @@ def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_
     page.evaluate("document.getElementById('kpi-total-purchase').textContent = 'cleared'")
     start_dashboard(env, port=int(port))
     page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=30_000)
+    purchases = expected.get("purchase", 0)
     page.wait_for_function(
-        f"document.getElementById('kpi-total-purchase').textContent.replace(/\\D/g, '') === '{expected.get('purchase', 0)}'",
+        f"document.getElementById('kpi-total-purchase').textContent.replace(/\\D/g, '') === '{purchases}'",
         timeout=20_000)
     assert number(tile_text(page, "productview")) == expected["productview"]
     assert page.dialogs == []

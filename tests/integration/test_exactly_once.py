@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import orjson
 import pytest
@@ -39,8 +38,8 @@ def test_sigkilled_consumer_loses_and_duplicates_nothing(stack_env, start_progra
     kills = 0
     for threshold in (30_000, 80_000, 130_000, 170_000):
         # SIGKILL mid-stream, wherever the consumer is in its transaction cycle.
-        wait_until(lambda: events_total(base) >= threshold, what=f"{threshold} events counted", timeout=120,
-                   alive=consumer.died)
+        wait_until(lambda threshold=threshold: events_total(base) >= threshold, what=f"{threshold} events counted",
+                   timeout=120, alive=consumer.died)
         consumer.kill()
         kills += 1
         consumer.start()
@@ -55,8 +54,9 @@ def test_sigkilled_consumer_loses_and_duplicates_nothing(stack_env, start_progra
 @pytest.mark.slow
 def test_two_consumers_in_one_group_with_one_restarted(stack_env, start_program, start_dashboard, tmp_path):
     env = stack_env()
-    first = start_program("consumer-a", ["consume"], {**env, "EVENTDASH_TRANSACTIONAL_ID": env["EVENTDASH_TRANSACTIONAL_ID"] + "-a"})
-    second = start_program("consumer-b", ["consume"], {**env, "EVENTDASH_TRANSACTIONAL_ID": env["EVENTDASH_TRANSACTIONAL_ID"] + "-b"})
+    txn_id = env["EVENTDASH_TRANSACTIONAL_ID"]
+    first = start_program("consumer-a", ["consume"], {**env, "EVENTDASH_TRANSACTIONAL_ID": f"{txn_id}-a"})
+    second = start_program("consumer-b", ["consume"], {**env, "EVENTDASH_TRANSACTIONAL_ID": f"{txn_id}-b"})
     _, base = start_dashboard(env)
     producer = produce_in_background(env, 100_000, tmp_path, rate=10_000)  # ~10 s: rebalances happen mid-run
     wait_until(lambda: events_total(base) > 10_000, what="both consumers to make progress", timeout=90,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import socketio
@@ -51,8 +52,19 @@ def test_produced_events_reach_the_dashboard_exactly(stack_env, start_program, s
     assert payload["totals"] == stats["totals"]
     assert len(payload["series"]["by_type"]["productview"]) == 900
 
-    # ... and live broadcasts when the statistics change.
-    more = produce(env, 500)
-    expected = {t: summary["by_type"].get(t, 0) + more["by_type"].get(t, 0) for t in EVENT_TYPES}
-    pushed = receive_stats_until(base, totals_equal(expected), timeout=60)
-    assert pushed["events_total"] == 3500
+    # ... and live broadcasts when the statistics change, at most 4 per second however fast they change.
+    client = socketio.Client(reconnection=False)
+    arrivals: list[float] = []
+    client.on("stats", lambda payload: arrivals.append(time.monotonic()))
+    client.connect(base, transports=["websocket"], wait_timeout=10)
+    try:
+        more = produce(env, 20_000)  # snapshots change every 200 ms for several seconds
+        expected = {t: summary["by_type"].get(t, 0) + more["by_type"].get(t, 0) for t in EVENT_TYPES}
+        pushed = receive_stats_until(base, totals_equal(expected), timeout=60)
+    finally:
+        client.disconnect()
+    assert pushed["events_total"] == 23_000
+    broadcasts = arrivals[1:]  # the first one is the on-connect state
+    assert len(broadcasts) >= 2
+    for earlier, later in zip(broadcasts, broadcasts[4:]):
+        assert later - earlier >= 0.9, "more than 4 broadcasts within one second"

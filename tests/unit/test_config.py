@@ -83,3 +83,16 @@ def test_repeated_librdkafka_lines_are_held_back_and_counted():
         setup.time.monotonic = original
     assert len(passed) == 3  # at 0 s, 30 s and 60 s
     assert passed[1].endswith("(29 similar messages held back in the last 30 s)")
+
+
+def test_a_busy_metrics_port_is_a_configuration_error():
+    import socket
+
+    from eventdash.observability.metrics import ConsumerMetrics, serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"^EVENTDASH_CONSUMER_METRICS_PORT={port} is invalid: cannot listen"):
+            serve(ConsumerMetrics().registry, port, "EVENTDASH_CONSUMER_METRICS_PORT", host="127.0.0.1")

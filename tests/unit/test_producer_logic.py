@@ -1,11 +1,11 @@
 from collections import Counter, defaultdict
 from itertools import islice
 
+from eventdash.events import parse_event
+from eventdash.events.validation import encode_event
 from eventdash.producer.catalog import CATALOG
 from eventdash.producer.rate import RateLimiter
 from eventdash.producer.simulator import ShopperSimulator
-from eventdash.events import parse_event
-from eventdash.events.validation import encode_event
 
 
 def take(n, seed=7):
