@@ -5,7 +5,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from devstack.environment import program_env
 from devstack.localkafka import KAFKA_VERSION, LocalKafka
+from eventdash.kafka.clients import produce_with_backpressure
 from eventdash.producer.simulator import ShopperSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,23 +92,14 @@ def fill_topic(bootstrap: str, topic: str, count: int, events=None) -> float:
         event = next(events)
         value = orjson.dumps(event)
         size += len(value)
-        while True:
-            try:
-                producer.produce(topic, value, key=event["session_id"])
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        produce_with_backpressure(producer, topic, value, key=event["session_id"])
     if producer.flush(300):
         raise RuntimeError("could not fill the benchmark topic")
     return size / max(1, count)
 
 
 def eventdash_env(bootstrap: str, topics: dict[str, str], **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTDASH_", "KAFKA_"))}
-    env.update({
-        "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+    return program_env({
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "EVENTDASH_EVENTS_TOPIC": topics["events"],
         "EVENTDASH_STATISTICS_TOPIC": topics["statistics"],
@@ -118,8 +110,7 @@ def eventdash_env(bootstrap: str, topics: dict[str, str], **extra: str) -> dict[
         "EVENTDASH_CONSUMER_METRICS_PORT": "0",
         "EVENTDASH_LOG_LEVEL": "WARNING",
         **extra,
-    })
-    return env
+    }, inherit_config=False)
 
 
 def eventdash_topics(prefix: str) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""N asyncio Socket.IO clients; prints {"connected": n, "delays": [ms, ...]} (receive − generated_at)."""
+"""N asyncio Socket.IO clients; writes {"connected": n, "delays": [ms, ...]} (receive − generated_at) to a file.
+
+A file, not stdout: thousands of delays overflow a pipe that the parent reads only at the end.
+"""
 import asyncio
 import json
 import sys
@@ -24,7 +27,7 @@ async def client(url: str, delays: list, deadline: float, connected: list) -> No
 
 
 async def main() -> None:
-    url, n, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    url, n, seconds, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     ramp = min(20.0, 2 + n * 4 / 100)
     deadline = time.monotonic() + ramp + seconds
     delays: list = []
@@ -36,7 +39,8 @@ async def main() -> None:
     await asyncio.sleep(max(0.0, deadline - seconds - time.monotonic()))
     delays.clear()  # measure after every client is connected
     await asyncio.gather(*tasks)
-    print(json.dumps({"connected": len(connected), "delays": delays}), flush=True)
+    with open(out, "w") as f:
+        json.dump({"connected": len(connected), "delays": delays}, f)
 
 
 asyncio.run(main())

@@ -89,9 +89,10 @@ def fanout(bootstrap: str, work_dir: Path, clients: int, seconds: float, process
                    what="the pipeline to warm up", timeout=90)
         worker = dashboard_worker_pid(procs["dashboard"].pid)
         per_process = [clients // processes_n + (1 if i < clients % processes_n else 0) for i in range(processes_n)]
+        outputs = [work_dir / f"fanout-{clients}" / f"clients-{i}.json" for i in range(processes_n)]
         runners = [subprocess.Popen([sys.executable, str(Path(__file__).parent / "fanout_clients.py"), base,
-                                     str(n), str(seconds)], stdout=subprocess.PIPE, text=True)
-                   for n in per_process if n]
+                                     str(n), str(seconds), str(out)])
+                   for n, out in zip(per_process, outputs) if n]
         time.sleep(min(20.0, 2 + clients / 100))  # connection ramp-up, before measuring CPU
         cpu_before, t_before = cpu_seconds(worker), time.monotonic()
         rss_peak = 0.0
@@ -99,7 +100,9 @@ def fanout(bootstrap: str, work_dir: Path, clients: int, seconds: float, process
             rss_peak = max(rss_peak, rss_mb(worker))
             time.sleep(0.5)
         cpu = (cpu_seconds(worker) - cpu_before) / (time.monotonic() - t_before)
-        results = [json.loads(r.stdout.read().strip().splitlines()[-1]) for r in runners]
+        if any(r.returncode for r in runners):
+            raise RuntimeError(f"a fan-out client process failed: {[r.returncode for r in runners]}")
+        results = [json.loads(out.read_text()) for out, n in zip(outputs, per_process) if n]
     delays = [d for r in results for d in r["delays"]]
     return {"clients": clients, "connected": sum(r["connected"] for r in results), "messages": len(delays),
             "p50": percentile(delays, 50), "p99": percentile(delays, 99), "cpu_percent": 100 * cpu,

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 from eventdash.config import Settings
 from eventdash.consumer.aggregator import Aggregator
 from eventdash.kafka.admin import ensure_topics, make_admin
-from eventdash.kafka.clients import make_producer
+from eventdash.kafka.clients import make_producer, produce_with_backpressure
 from eventdash.producer.runner import run_producer
 
 from .common import ROOT, eventdash_env, eventdash_topics, new_topic
@@ -49,13 +49,7 @@ def raw_produce(bootstrap: str, count: int, payload_size: int) -> float:
     keys = [f"s-{i:016x}".encode() for i in range(1024)]
     started = time.perf_counter()
     for i in range(count):
-        while True:
-            try:
-                producer.produce(topic, payload, key=keys[i & 1023])
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
+        produce_with_backpressure(producer, topic, payload, key=keys[i & 1023])
     assert producer.flush(120) == 0
     return count / (time.perf_counter() - started)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="ZooKeeper + Kafka + supervisord in the foreground")
     dev.add_argument("--kafka-port", type=int, default=9092)
     dev.add_argument("--zookeeper-port", type=int, default=2181)
+    dev.add_argument("--home", type=Path, help="run from a private folder (tests); default: this project")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(levelname)s %(message)s")
     if args.command == "fetch":
@@ -22,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .dev import run_dev
 
-    return run_dev(kafka_port=args.kafka_port, zookeeper_port=args.zookeeper_port)
+    return run_dev(kafka_port=args.kafka_port, zookeeper_port=args.zookeeper_port,
+                   **({"home": args.home} if args.home else {}))
 
 
 if __name__ == "__main__":

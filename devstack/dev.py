@@ -6,7 +6,7 @@ then ZooKeeper. Kafka's data lives in ``.run/kafka`` and survives restarts of ``
 from __future__ import annotations
 
 import logging
-import os
+import shutil
 import signal
 import socket
 import sys
@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from . import processes
+from .environment import program_env
 from .localkafka import ROOT, LocalKafka
 from .readiness import NotReady, wait_until
 
@@ -31,21 +32,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def program_env(bootstrap_servers: str, root: Path = ROOT, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment supervisord and its programs get outside the container."""
-    venv_bin = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "PYTHONPATH": str(root),
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
-        "EVENTDASH_SUPERVISOR_SOCKET": str(root / ".run" / "supervisor.sock"),
-        **(extra or {}),
-    }
-
-
-def run_dev(*, kafka_port: int, zookeeper_port: int) -> int:
+def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
+    """Run the stack from ``home`` (default: this project; a test passes a private folder, into which
+    deploy/supervisord.conf is copied unchanged, so that ``.run/`` is its own)."""
     for name, port in (("Kafka", kafka_port), ("ZooKeeper", zookeeper_port)):
         if not _port_free(port):
             logger.error("port %d for %s is in use: is another `make dev` or Kafka running?", port, name)
@@ -53,15 +42,21 @@ def run_dev(*, kafka_port: int, zookeeper_port: int) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    (ROOT / ".run").mkdir(exist_ok=True)
-    kafka = LocalKafka(ROOT / ".run" / "kafka", kafka_port=kafka_port, zookeeper_port=zookeeper_port)
+    home = home.resolve()
+    conf = home / "deploy" / "supervisord.conf"
+    if home != ROOT:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / "deploy" / "supervisord.conf", conf)
+    (home / ".run").mkdir(exist_ok=True)
+    kafka = LocalKafka(home / ".run" / "kafka", kafka_port=kafka_port, zookeeper_port=zookeeper_port)
     supervisord = None
     try:
         kafka.start()
-        env = program_env(kafka.bootstrap_servers)
+        env = program_env({"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                           "EVENTDASH_SUPERVISOR_SOCKET": str(home / ".run" / "supervisor.sock")})
         dashboard_port = env.get("EVENTDASH_PORT", "5002")
         supervisord = processes.spawn(
-            [str(Path(sys.executable).parent / "supervisord"), "-c", str(ROOT / "deploy" / "supervisord.conf")],
+            [str(Path(sys.executable).parent / "supervisord"), "-c", str(conf)],
             env=env, cwd=str(ROOT), stdout=None, stderr=None)
         threading.Thread(target=_announce, args=(dashboard_port, stop, supervisord), daemon=True).start()
         while not stop.wait(0.5):

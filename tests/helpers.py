@@ -1,7 +1,6 @@
 """Helpers shared by the integration tests: real processes, real broker, honest waits."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from devstack import processes
+from devstack.environment import program_env
 from devstack.readiness import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,11 +130,7 @@ def totals_equal(expected: dict[str, int]) -> Callable[[dict], bool]:
 
 
 def python_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTDASH_", "KAFKA_"))}
-    env.update({"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
-                "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"})
-    env.update(extra)
-    return env
+    return program_env(extra, inherit_config=False)
 
 
 def ctl(conf: Path, *args: str) -> str:

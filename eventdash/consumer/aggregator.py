@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ..config import Settings
 from ..events.validation import InvalidEvent, parse_event
 from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_broker
-from ..kafka.clients import make_consumer, make_producer
+from ..kafka.clients import make_consumer, make_producer, produce_with_backpressure
 from ..observability.metrics import ConsumerMetrics, serve
 from ..stats.partition_state import PartitionStats
 from .snapshots import read_latest_snapshots, snapshot_key
@@ -115,7 +115,9 @@ class Aggregator:
             logger.warning("could not finish the last transaction at shutdown: %s", exc)
         finally:
             if self.consumer is not None:
-                self.consumer.close()  # leaves the group: partitions move on at once
+                # A static member does not leave the group on close: a restart with the same id gets
+                # its partitions back at once; otherwise they move after session.timeout.ms (10 s).
+                self.consumer.close()
             if self.reader is not None:
                 self.reader.close()
             if self.producer is not None:
@@ -168,16 +170,9 @@ class Aggregator:
             ("eventdash.source.partition", str(msg.partition()).encode()),
             ("eventdash.source.offset", str(msg.offset()).encode()),
         ]
-        self._produce(self.settings.dlq_topic, msg.value(), key=msg.key(), headers=headers)
+        produce_with_backpressure(self.producer, self.settings.dlq_topic, msg.value(), key=msg.key(),
+                                  headers=headers)
         logger.debug("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), invalid)
-
-    def _produce(self, topic: str, value: bytes | None, **kwargs) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, **kwargs)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
 
     def _commit(self) -> None:
         """Publish changed snapshots and commit them with the input offsets in one transaction."""
@@ -190,8 +185,8 @@ class Aggregator:
             snapshot["lag"] = self._lag(partition, next_offset)
             if snapshot["lag"] is not None:
                 self.metrics.lag.labels(partition=str(partition)).set(snapshot["lag"])
-            self._produce(s.statistics_topic, orjson.dumps(snapshot), key=snapshot_key(s.events_topic, partition),
-                          partition=partition)
+            produce_with_backpressure(self.producer, s.statistics_topic, orjson.dumps(snapshot),
+                                      key=snapshot_key(s.events_topic, partition), partition=partition)
             offsets.append(TopicPartition(s.events_topic, partition, next_offset))
         try:
             metadata = self.consumer.consumer_group_metadata()

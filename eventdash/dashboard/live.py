@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 FULL_SERIES_SECONDS = 900
 BROADCAST_SERIES_SECONDS = 60  # pages keep their own history; broadcasts carry the recent tail
-HEARTBEAT_SECONDS = 2.0  # broadcast this often even without new statistics (ages, health, decay)
+HEARTBEAT_SECONDS = 2.0
+TICK_SECONDS = 0.05  # broadcast this often even without new statistics (ages, health, decay)
 
 
 class LiveStats:
@@ -76,11 +77,15 @@ class LiveStats:
         return True, "ok"
 
     def _broadcast_loop(self) -> None:
+        """Leading-edge throttle: a change goes out as soon as ``period`` has passed since the last
+        broadcast (checked every 50 ms), so a lone change waits at most 50 ms, never a full period."""
         period = 1.0 / self.settings.broadcast_per_second
         sent_version, sent_at = -1, 0.0
         while True:
-            self.socketio.sleep(period)
+            self.socketio.sleep(min(TICK_SECONDS, period))
             now = time.monotonic()
+            if now - sent_at < period:
+                continue
             if self.feed.version == sent_version and now - sent_at < HEARTBEAT_SECONDS:
                 continue
             try:

@@ -51,6 +51,17 @@ def make_producer(settings: Settings, role: str, **overrides: Any) -> Producer:
     return Producer(config)
 
 
+def produce_with_backpressure(producer: Producer, topic: str, value: bytes | None, **kwargs: Any) -> None:
+    """``produce`` that waits for deliveries while librdkafka's local queue is full, then ``poll(0)``."""
+    while True:
+        try:
+            producer.produce(topic, value, **kwargs)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    producer.poll(0)
+
+
 def make_consumer(settings: Settings, role: str, group_id: str, **overrides: Any) -> Consumer:
     config = {
         **base_config(settings, role),

@@ -7,8 +7,10 @@ them off). Nothing is created at import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import ConfigError
 
@@ -16,14 +18,22 @@ logger = logging.getLogger(__name__)
 
 
 class ProducerMetrics:
-    def __init__(self) -> None:
+    """Read at scrape time from the producer's own counters: nothing to do per event."""
+
+    def __init__(self, delivered: Mapping[str, int], failed: Callable[[], int], queued: Callable[[], int]):
         self.registry = CollectorRegistry()
-        self.produced = Counter("eventdash_producer_events_total", "Events acknowledged by Kafka", ["type"],
-                                registry=self.registry)
-        self.failed = Counter("eventdash_producer_delivery_failures_total", "Events Kafka did not acknowledge",
-                              registry=self.registry)
-        self.queue = Gauge("eventdash_producer_queue_messages", "Events waiting in the local producer queue",
-                           registry=self.registry)
+        self._delivered, self._failed, self._queued = delivered, failed, queued
+        self.registry.register(self)
+
+    def collect(self):
+        produced = CounterMetricFamily("eventdash_producer_events", "Events acknowledged by Kafka", labels=["type"])
+        for event_type, count in sorted(self._delivered.items()):
+            produced.add_metric([event_type], count)
+        yield produced
+        yield CounterMetricFamily("eventdash_producer_delivery_failures", "Events Kafka did not acknowledge",
+                                  value=self._failed())
+        yield GaugeMetricFamily("eventdash_producer_queue_messages", "Events waiting in the local producer queue",
+                                value=self._queued())
 
 
 class ConsumerMetrics:

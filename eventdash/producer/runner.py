@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, Message
 from ..config import Settings
 from ..events.model import EVENT_TYPES
 from ..kafka.admin import ensure_topics, make_admin, wait_for_broker
-from ..kafka.clients import make_producer
+from ..kafka.clients import make_producer, produce_with_backpressure
 from ..observability.metrics import ProducerMetrics, serve
 from .rate import RateLimiter
 from .simulator import ShopperSimulator
@@ -31,18 +31,13 @@ class DeliveryReport:
     delivered: Counter = field(default_factory=Counter)
     failed: int = 0
     first_error: str | None = None
-    metrics: ProducerMetrics | None = None
 
     def for_type(self, event_type: str) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is None:
                 self.delivered[event_type] += 1
-                if self.metrics is not None:
-                    self.metrics.produced.labels(type=event_type).inc()
                 return
             self.failed += 1
-            if self.metrics is not None:
-                self.metrics.failed.inc()
             if self.first_error is None:
                 self.first_error = str(err)
             logger.error("delivery failed for %s: %s", msg.key(), err)
@@ -57,9 +52,9 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     wait_for_broker(admin, settings)
     ensure_topics(admin, settings)
     producer = make_producer(settings, "producer")
-    metrics = ProducerMetrics()
+    report = DeliveryReport()
+    metrics = ProducerMetrics(report.delivered, lambda: report.failed, lambda: len(producer))
     serve(metrics.registry, settings.producer_metrics_port, "EVENTDASH_PRODUCER_METRICS_PORT")
-    report = DeliveryReport(metrics=metrics)
     on_delivery = {event_type: report.for_type(event_type) for event_type in EVENT_TYPES}
     limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)
     simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=lambda: time.time_ns() // 1_000_000)
@@ -74,18 +69,9 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
             wait = limiter.delay()
             if wait > 0:
                 producer.poll(wait)  # serve delivery reports while waiting for the next slot
-            value = orjson.dumps(event)
-            while True:
-                try:
-                    producer.produce(topic, value, key=event["session_id"],
-                                     on_delivery=on_delivery[event["type"]])
-                    break
-                except BufferError:
-                    producer.poll(0.05)  # local queue full: wait for the broker to catch up
-            producer.poll(0)
+            produce_with_backpressure(producer, topic, orjson.dumps(event), key=event["session_id"],
+                                      on_delivery=on_delivery[event["type"]])
             sent += 1
-            if not sent % 1000:
-                metrics.queue.set(len(producer))
     finally:
         remaining = producer.flush(30)
         while remaining and not stop.is_set():
