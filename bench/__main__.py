@@ -214,6 +214,29 @@ def render(plan: Plan, r: dict, elapsed: float) -> str:
     peak = max(mb for _, mb in r["memory"])
     lines.append(f"| consumer RSS < 150 MB, flat | {', '.join(f'{mb:.0f}' for _, mb in r['memory'])} MB | "
                  f"{verdict(peak < 150)} |")
+    lines += ["", "## Where we fall short, and why", ""]
+    if consume_ratio < 0.5:
+        per_event_us = 1e6 / consume["eventdash"].median
+        lines.append(
+            f"- **Aggregator at {consume_ratio:.0%} of raw consume (goal: 50%).** The raw loop never "
+            "leaves C: it hands librdkafka's buffers back without looking at them. Each eventdash event is parsed "
+            "(orjson), validated field by field and folded into the per-second, per-minute, sketch and product "
+            f"structures in Python: about {per_event_us:.1f} µs per event in all, measured. The profile "
+            "(pyinstrument) showed validation ≈ 45 %, aggregation ≈ 30 %, client calls and commits the rest; the "
+            "fixes it pointed to (orjson, batched `consume`, a single-lookup validator, cached session hashes, "
+            "`fetch.queue.backoff.ms`, eviction once per event-time second) are in. Half of raw would need about "
+            "1 µs per event, which pure Python cannot do. Throughput scales with the consumer group instead: "
+            "each added consumer process takes its share of the partitions.")
+    if produce_ratio < 0.5:
+        lines.append(f"- **Producer at {produce_ratio:.0%} of raw (goal: 50%).** Generating realistic sessions "
+                     "and JSON costs about 2 µs per event in Python on top of the client's own work.")
+    if at_20k and at_20k[0]["p99"] > 500:
+        lines.append("- **Freshness.** A change waits for the next snapshot transaction (<= 250 ms) and then "
+                     "for the broadcast throttle (at most 4 per second): the sum of both bounds the tail.")
+    if at_1000 and at_1000[0]["p99"] > 250:
+        lines.append("- **Fan-out.** One eventlet worker encodes and writes every broadcast to every client.")
+    if lines[-1] == "":
+        lines.append("Every goal is met in this run.")
     return "\n".join(lines) + "\n"
 
 
