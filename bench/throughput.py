@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from eventdash.config import Settings
 from eventdash.consumer.aggregator import Aggregator
@@ -55,11 +55,17 @@ def raw_produce(bootstrap: str, count: int, payload_size: int) -> float:
 
 
 def raw_consume(bootstrap: str, topic: str, count: int) -> float:
-    """The limit: consume-and-discard with the aggregator's consumer settings."""
+    """The limit: consume-and-discard with the aggregator's fetch settings.
+
+    ``assign()``, not ``subscribe()``: no group coordination in the limit. (The first group on a
+    fresh broker can stall for seconds while the coordinator loads, which made a subscribing
+    raw loop report 10x less in some runs.)
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "isolation.level": "read_committed", "fetch.wait.max.ms": 100})
-    consumer.subscribe([topic])
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 100})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     seen, first = 0, None
     try:
         while seen < count:

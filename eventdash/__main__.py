@@ -39,6 +39,10 @@ def _produce(settings: Settings, args: argparse.Namespace) -> int:
     if report.failed:
         print(f"error: {report.failed} events were not delivered: {report.first_error}", file=sys.stderr)
         return 1
+    delivered = sum(report.delivered.values())
+    if args.count is not None and delivered != args.count:
+        print(f"error: stopped after {delivered} of {args.count} events", file=sys.stderr)
+        return 1
     return 0
 
 

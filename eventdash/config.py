@@ -9,7 +9,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -98,9 +98,6 @@ class Settings:
             raise ConfigError("EVENTDASH_STATISTICS_TOPIC and EVENTDASH_DLQ_TOPIC must differ from "
                               "EVENTDASH_EVENTS_TOPIC")
         return settings
-
-    def describe(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class _Env:

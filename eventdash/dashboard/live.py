@@ -16,8 +16,8 @@ logger = logging.getLogger(__name__)
 
 FULL_SERIES_SECONDS = 900
 BROADCAST_SERIES_SECONDS = 60  # pages keep their own history; broadcasts carry the recent tail
-HEARTBEAT_SECONDS = 2.0
-TICK_SECONDS = 0.05  # broadcast this often even without new statistics (ages, health, decay)
+HEARTBEAT_SECONDS = 2.0  # broadcast this often even without new statistics (ages, health, decay)
+TICK_SECONDS = 0.05  # how often the broadcaster looks for a change
 
 
 class LiveStats:

@@ -14,8 +14,6 @@ totals and in ``late_total`` but in no bucket.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..events.model import ADDTOBASKET, EVENT_TYPES, PRODUCTVIEW, PURCHASE, Event
 from .hll import HyperLogLog, hash64
 
@@ -157,8 +155,3 @@ class PartitionStats:
         stats._evict()  # a shorter horizon than the snapshot's applies at once
         return stats
 
-
-def apply_all(stats: PartitionStats, events: Iterable[Event]) -> PartitionStats:
-    for event in events:
-        stats.apply(event)
-    return stats
