@@ -55,15 +55,15 @@ def raw_produce(bootstrap: str, count: int, payload_size: int) -> float:
 
 
 def raw_consume(bootstrap: str, topic: str, count: int) -> float:
-    """The limit: consume-and-discard with the aggregator's fetch settings.
+    """The limit: consume-and-discard with the aggregator's fetch settings, no consumer group.
 
-    ``assign()``, not ``subscribe()``: no group coordination in the limit. (The first group on a
-    fresh broker can stall for seconds while the coordinator loads, which made a subscribing
-    raw loop report 10x less in some runs.)
+    ``fetch.queue.backoff.ms`` matters: at librdkafka's default (1000 ms) a consumer that drains
+    its queue faster than the fetcher refills it idles up to a second per refill, which made
+    this loop report 10x less in some runs.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "fetch.wait.max.ms": 100})
+                         "fetch.wait.max.ms": 100, "fetch.queue.backoff.ms": 10})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     seen, first = 0, None
