@@ -58,19 +58,22 @@ def test_two_consumers_in_one_group_with_one_restarted(stack_env, start_program,
     first = start_program("consumer-a", ["consume"], {**env, "EVENTDASH_TRANSACTIONAL_ID": f"{txn_id}-a"})
     second = start_program("consumer-b", ["consume"], {**env, "EVENTDASH_TRANSACTIONAL_ID": f"{txn_id}-b"})
     _, base = start_dashboard(env)
-    producer = produce_in_background(env, 100_000, tmp_path, rate=10_000)  # ~10 s: rebalances happen mid-run
+    producer = produce_in_background(env, 150_000, tmp_path, rate=7_500)  # ~20 s: rebalances happen mid-run
     wait_until(lambda: events_total(base) > 10_000, what="both consumers to make progress", timeout=90,
                alive=lambda: first.died() or second.died())
     assert second.stop() == 0  # SIGTERM: leaves the group cleanly; its partitions move to the first
     seen = events_total(base)
     wait_until(lambda: events_total(base) > seen, what="the remaining consumer to take over", timeout=90,
                alive=first.died)
+    assignments_before = second.log_path.read_text().count("assigned partitions")
     second.start()
+    wait_until(lambda: second.log_path.read_text().count("assigned partitions") > assignments_before,
+               what="the restarted consumer to get partitions again", timeout=60, alive=second.died)
     assert producer.poll() is None, "the producer finished before the rebalances: the test proves less"
     summary = producer_summary(producer, tmp_path)
     stats = wait_for_stats(base, totals_equal(summary["by_type"]), what="exact totals across rebalances",
                            timeout=180, alive=lambda: first.died() or second.died())
-    assert stats["events_total"] == 100_000
+    assert stats["events_total"] == 150_000
     owners = {p["partition"] for p in stats["partitions"]}
     assert owners == set(range(6))
 
