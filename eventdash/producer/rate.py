@@ -21,3 +21,21 @@ class RateLimiter:
         self._last = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+def wait_for_slot(limiter: RateLimiter, serve: Callable[[float], object], *, clock: Callable[[], float],
+                  stopped: Callable[[], bool]) -> None:
+    """Wait until ``limiter`` lets the next event go, calling ``serve(timeout)`` meanwhile.
+
+    ``serve`` is the producer's ``poll``, which returns as soon as it has served one delivery
+    report: keep serving until the deadline, or the rate would follow delivery latency instead.
+    """
+    wait = limiter.delay()
+    if wait <= 0:
+        return
+    deadline = clock() + wait
+    while not stopped():
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return
+        serve(remaining)

@@ -20,7 +20,7 @@ from ..events.model import EVENT_TYPES
 from ..kafka.admin import ensure_topics, make_admin, wait_for_broker
 from ..kafka.clients import make_producer, produce_with_backpressure
 from ..observability.metrics import ProducerMetrics, serve
-from .rate import RateLimiter
+from .rate import RateLimiter, wait_for_slot
 from .simulator import ShopperSimulator
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
         for event in simulator.events():
             if stop.is_set() or (count is not None and sent >= count):
                 break
-            wait = limiter.delay()
-            if wait > 0:
-                producer.poll(wait)  # serve delivery reports while waiting for the next slot
+            wait_for_slot(limiter, producer.poll, clock=time.monotonic, stopped=stop.is_set)
             produce_with_backpressure(producer, topic, orjson.dumps(event), key=event["session_id"],
                                       on_delivery=on_delivery[event["type"]])
             sent += 1

@@ -58,3 +58,33 @@ def test_rate_limiter_spaces_events_at_the_rate():
 def test_rate_zero_means_no_limit():
     limiter = RateLimiter(0, clock=lambda: 0.0)
     assert all(limiter.delay() == 0 for _ in range(100))
+
+
+def test_pacing_holds_the_rate_when_poll_returns_early():
+    """librdkafka's poll(timeout) returns after one delivery report: the rate must not follow it."""
+    from eventdash.producer.rate import wait_for_slot
+
+    now = [0.0]
+
+    def early_poll(timeout: float) -> int:  # serves one report after 5 ms, like a busy producer
+        now[0] += min(timeout, 0.005)
+        return 1
+
+    limiter = RateLimiter(50, clock=lambda: now[0], burst=1)
+    for _ in range(101):
+        wait_for_slot(limiter, early_poll, clock=lambda: now[0], stopped=lambda: False)
+    assert round(now[0], 6) == 2.0  # 100 intervals of 20 ms after the first event
+
+
+def test_pacing_stops_waiting_when_asked():
+    from eventdash.producer.rate import wait_for_slot
+
+    now = [0.0]
+    limiter = RateLimiter(1, clock=lambda: now[0], burst=1)
+    limiter.delay()  # spend the only token
+
+    def poll(timeout: float) -> None:
+        now[0] += 0.01
+
+    wait_for_slot(limiter, poll, clock=lambda: now[0], stopped=lambda: now[0] >= 0.05)
+    assert round(now[0], 6) == 0.05
