@@ -93,7 +93,8 @@ def fanout(bootstrap: str, work_dir: Path, clients: int, seconds: float, process
         runners = [subprocess.Popen([sys.executable, str(Path(__file__).parent / "fanout_clients.py"), base,
                                      str(n), str(seconds), str(out)])
                    for n, out in zip(per_process, outputs) if n]
-        time.sleep(min(20.0, 2 + clients / 100))  # connection ramp-up, before measuring CPU
+        wait_until(lambda: connected_clients(base) >= clients, what=f"{clients} Socket.IO clients connected",
+                   timeout=60, interval=0.2)  # CPU is measured with every client on
         cpu_before, t_before = cpu_seconds(worker), time.monotonic()
         rss_peak = 0.0
         while any(r.poll() is None for r in runners):
@@ -135,6 +136,12 @@ def memory(bootstrap: str, work_dir: Path, checkpoints: list[int]) -> list[tuple
     finally:
         processes.stop_group(proc, name="consumer", timeout=60)
     return results
+
+
+def connected_clients(base: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("eventdash_dashboard_socketio_clients "))
 
 
 def consumed(port: int) -> float:
