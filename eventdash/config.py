@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .snapshots import HEARTBEAT_SECONDS, MAX_HORIZON_SECONDS, PRODUCT_CANDIDATES
+
 T = TypeVar("T")
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -55,6 +57,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "plain"
     supervisor_socket: str = ""
+    metrics_host: str = "127.0.0.1"
     producer_metrics_port: int = 9101
     consumer_metrics_port: int = 9102
 
@@ -75,29 +78,48 @@ class Settings:
             transactional_id=env.text(
                 "EVENTDASH_TRANSACTIONAL_ID", f"eventdash-aggregator-{socket.gethostname()}-{instance}", _ID),
             snapshot_interval_ms=env.integer("EVENTDASH_SNAPSHOT_INTERVAL_MS", cls.snapshot_interval_ms, 10, 60_000),
-            horizon_seconds=env.integer("EVENTDASH_HORIZON_SECONDS", cls.horizon_seconds, 60, 86_400),
+            horizon_seconds=env.integer("EVENTDASH_HORIZON_SECONDS", cls.horizon_seconds, 60, MAX_HORIZON_SECONDS),
             future_tolerance_ms=env.integer("EVENTDASH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms, 0, 86_400_000),
             max_event_bytes=env.integer("EVENTDASH_MAX_EVENT_BYTES", cls.max_event_bytes, 256, 1_000_000),
-            top_n=env.integer("EVENTDASH_TOP_N", cls.top_n, 1, 100),
+            top_n=env.integer("EVENTDASH_TOP_N", cls.top_n, 1, PRODUCT_CANDIDATES // 2),
             dashboard_host=env.text("EVENTDASH_HOST", cls.dashboard_host, re.compile(r"^[A-Za-z0-9.:\-\[\]]+$")),
             dashboard_port=env.integer("EVENTDASH_PORT", cls.dashboard_port, 1, 65_535),
             worker_class=env.choice("EVENTDASH_WORKER_CLASS", cls.worker_class, ("eventlet", "gevent")),
             broadcast_per_second=env.number("EVENTDASH_BROADCAST_PER_SECOND", cls.broadcast_per_second, 0.1, 50.0),
             cors_origins=env.parse("EVENTDASH_CORS_ORIGINS", "", _origins),
-            stale_after_seconds=env.number("EVENTDASH_STALE_AFTER_SECONDS", cls.stale_after_seconds, 1.0, 3600.0),
+            stale_after_seconds=env.number("EVENTDASH_STALE_AFTER_SECONDS", cls.stale_after_seconds,
+                                           2 * HEARTBEAT_SECONDS, 3600.0),
             currency=env.text("EVENTDASH_CURRENCY", cls.currency, re.compile(r"^[A-Z]{3}$")),
             startup_timeout_seconds=env.number(
                 "EVENTDASH_STARTUP_TIMEOUT_SECONDS", cls.startup_timeout_seconds, 1.0, 3600.0),
             log_level=env.choice("EVENTDASH_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=env.choice("EVENTDASH_LOG_FORMAT", cls.log_format, ("plain", "json")),
             supervisor_socket=env.raw("EVENTDASH_SUPERVISOR_SOCKET", ""),
+            metrics_host=env.text("EVENTDASH_METRICS_HOST", cls.metrics_host, re.compile(r"^[A-Za-z0-9.:\-\[\]]+$")),
             producer_metrics_port=env.integer("EVENTDASH_PRODUCER_METRICS_PORT", cls.producer_metrics_port, 0, 65_535),
             consumer_metrics_port=env.integer("EVENTDASH_CONSUMER_METRICS_PORT", cls.consumer_metrics_port, 0, 65_535),
         )
-        if settings.statistics_topic == settings.events_topic or settings.dlq_topic == settings.events_topic:
-            raise ConfigError("EVENTDASH_STATISTICS_TOPIC and EVENTDASH_DLQ_TOPIC must differ from "
-                              "EVENTDASH_EVENTS_TOPIC")
+        settings.cross_check()
         return settings
+
+    def cross_check(self) -> None:
+        """Settings that are valid alone but not together."""
+        topics = {"EVENTDASH_EVENTS_TOPIC": self.events_topic, "EVENTDASH_STATISTICS_TOPIC": self.statistics_topic,
+                  "EVENTDASH_DLQ_TOPIC": self.dlq_topic}
+        if len(set(topics.values())) < len(topics):
+            raise ConfigError(f"{', '.join(f'{k}={v!r}' for k, v in topics.items())} are invalid: "
+                              "the three topics must be distinct")
+        if self.future_tolerance_ms >= self.horizon_seconds * 1000:
+            raise ConfigError(f"EVENTDASH_FUTURE_TOLERANCE_MS={self.future_tolerance_ms} is invalid: it must be "
+                              f"smaller than EVENTDASH_HORIZON_SECONDS={self.horizon_seconds} (in ms)")
+        ports = [(name, port) for name, port in (("EVENTDASH_PORT", self.dashboard_port),
+                                                 ("EVENTDASH_PRODUCER_METRICS_PORT", self.producer_metrics_port),
+                                                 ("EVENTDASH_CONSUMER_METRICS_PORT", self.consumer_metrics_port))
+                 if port]
+        for i, (name, port) in enumerate(ports):
+            for other, other_port in ports[i + 1:]:
+                if port == other_port:
+                    raise ConfigError(f"{other}={other_port} is invalid: {name} uses the same port")
 
 
 class _Env:

@@ -1,58 +1,61 @@
 """The statistics engine: ``events`` in, per-partition snapshots out, exactly once.
 
-One :class:`PartitionStats` per assigned input partition. Every ``snapshot_interval_ms`` the
-changed partitions' snapshots, the dead letters of the period and the consumer's input offsets
-are committed in one Kafka transaction (``send_offsets_to_transaction``, KIP-447 fencing by
-consumer-group generation). On assignment a partition's state is restored from its latest
-committed snapshot and consumption resumes at the snapshot's ``next_offset``, so a crash at
-any point loses nothing and counts nothing twice. Several processes in one consumer group split
-the partitions; each needs its own stable ``EVENTDASH_TRANSACTIONAL_ID`` so that a restarted
-process aborts its predecessor's open transaction at once.
+One :class:`~eventdash.stats.partition_state.PartitionStats` per assigned input partition; the
+transaction cycle (snapshots, dead letters and input offsets committed together) belongs to
+:class:`~eventdash.consumer.checkpoint.Checkpoint`. On assignment a partition's state is
+restored from its newest valid snapshot and consumption resumes at the snapshot's
+``next_offset``, so a crash at any point loses nothing and counts nothing twice.
+
+What this process never does is stay alive doing nothing:
+- any single record that fails, for any reason, goes to the dead-letter topic with a reason
+  (``internal_error`` and the exception class for the unexpected) and processing goes on;
+- a fatal client error (``KafkaError._FATAL`` events included, whose ``fatal()`` can be false),
+  a transaction past its deadline or a hung librdkafka call ends the process with a non-zero
+  code, and supervisord starts it again;
+- a process without partitions while the group leaves some partitions unconsumed exits too
+  (:class:`~eventdash.consumer.liveness.GroupWatch`).
+Members are dynamic (no ``group.instance.id``): a static member can be fenced by its own
+rejoin after a hung broker. A clean stop leaves the group at once; a crashed member's
+partitions move after ``session.timeout.ms``.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from contextlib import contextmanager
 
-import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from ..config import Settings
 from ..events.validation import InvalidEvent, parse_event
 from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_broker
-from ..kafka.clients import make_consumer, make_producer, produce_with_backpressure
+from ..kafka.clients import make_consumer, make_producer
 from ..observability.metrics import ConsumerMetrics, serve
+from ..snapshots import HEARTBEAT_SECONDS, PRODUCER_MAX_MESSAGE_BYTES, InvalidSnapshot, Snapshot, read_latest
 from ..stats.partition_state import PartitionStats
-from .snapshots import read_latest_snapshots, snapshot_key
+from .checkpoint import Checkpoint, TransactionAborted, is_fatal, watchdog
+from .dead_letters import INTERNAL_ERROR, build_dead_letter
+from .liveness import GroupWatch
 
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
-TXN_TIMEOUT = 30.0
-# librdkafka can block in send_offsets_to_transaction() past its timeout when the group
-# coordinator goes away (confluentinc/librdkafka#5456, #5511). Past this limit we exit: the
-# supervisor restarts us and init_transactions() aborts the open transaction; nothing is lost.
-HUNG_CALL_SECONDS = TXN_TIMEOUT + 15
-EXIT_HUNG = 75
+SESSION_TIMEOUT_MS = 10_000
+
+
+class FatalClientError(RuntimeError):
+    """librdkafka says this client can no longer work: the process must be restarted."""
 
 
 class Aggregator:
     def __init__(self, settings: Settings, stop: threading.Event | None = None):
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.states: dict[int, PartitionStats] = {}
-        self.next_offsets: dict[int, int] = {}
-        self.dirty: set[int] = set()
-        self.in_transaction = False
-        self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
-        self.reader: Consumer | None = None
-        self.transactions_committed = 0
-        self.transactions_aborted = 0
         self.metrics = ConsumerMetrics()
+        self.consumer: Consumer | None = None
+        self.reader: Consumer | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.group_watch: GroupWatch | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -66,25 +69,31 @@ class Aggregator:
         if stats_partitions < events_partitions:
             raise RuntimeError(f"{s.statistics_topic} has {stats_partitions} partitions but {s.events_topic} has "
                                f"{events_partitions}: it needs at least one per input partition")
-        self.producer = make_producer(s, "consumer", **{
+        producer = make_producer(s, "consumer", **{
             "transactional.id": s.transactional_id,
             "transaction.timeout.ms": 60_000,
             "linger.ms": 0,
+            "message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
         })
-        self.producer.init_transactions(s.startup_timeout_seconds)
-        serve(self.metrics.registry, s.consumer_metrics_port, "EVENTDASH_CONSUMER_METRICS_PORT")
+        with watchdog("init_transactions", s.startup_timeout_seconds + 15):
+            producer.init_transactions(s.startup_timeout_seconds)
+        serve(self.metrics.registry, s.consumer_metrics_port, "EVENTDASH_CONSUMER_METRICS_PORT", s.metrics_host)
         self.reader = make_consumer(s, "snapshot-reader", f"{s.consumer_group}-snapshot-reader",
                                     **{"fetch.wait.max.ms": 10})
         self.consumer = make_consumer(s, "consumer", s.consumer_group, **{
             "partition.assignment.strategy": "cooperative-sticky",
-            # Static membership: a restarted process (same id) takes its old place at once
-            # instead of waiting for the dead member's session to time out.
-            "group.instance.id": s.transactional_id,
-            "session.timeout.ms": 10_000,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "heartbeat.interval.ms": 1000,
             "fetch.wait.max.ms": 100,
             "fetch.queue.backoff.ms": 10,  # refill the local queue at once instead of idling up to 1 s
             "queued.max.messages.kbytes": 8192,  # prefetch at most 8 MB (default 64 MB): bounded RSS
         })
+        self.checkpoint = Checkpoint(
+            producer, events_topic=s.events_topic, statistics_topic=s.statistics_topic,
+            group_metadata=self.consumer.consumer_group_metadata, metrics=self.metrics,
+            interval_seconds=s.snapshot_interval_ms / 1000, heartbeat_seconds=HEARTBEAT_SECONDS, stop=self.stop)
+        self.group_watch = GroupWatch(admin, s.consumer_group, s.events_topic, events_partitions,
+                                      idle_limit_seconds=SESSION_TIMEOUT_MS / 1000 + 5)
         self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         logger.info("aggregating %s into %s as %s (group %s)", s.events_topic, s.statistics_topic,
@@ -92,54 +101,54 @@ class Aggregator:
         try:
             self._loop()
         finally:
-            self._shutdown()
+            self._shutdown(producer)
 
     def _loop(self) -> None:
-        interval = self.settings.snapshot_interval_ms / 1000
-        last_commit = time.monotonic()
+        checkpoint = self.checkpoint
+        timeout = min(0.1, checkpoint.interval_seconds)
         while not self.stop.is_set():
-            messages = self.consumer.consume(num_messages=BATCH, timeout=min(0.1, interval))
-            if messages:
-                self._process(messages)
-            if self.dirty and time.monotonic() - last_commit >= interval:
-                self._commit()
-                last_commit = time.monotonic()
+            messages = self.consumer.consume(num_messages=BATCH, timeout=timeout)
+            try:
+                if messages:
+                    self._process(messages)
+                if checkpoint.due():
+                    checkpoint.commit()
+            except TransactionAborted:
+                self._rewind(sorted(checkpoint.states))
+            self.group_watch.check(assigned=len(checkpoint.states))
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, producer) -> None:
         try:
-            if self.in_transaction and self.dirty:
-                self._commit()
-            elif self.in_transaction:
-                self.producer.abort_transaction(TXN_TIMEOUT)
-        except KafkaException as exc:
-            logger.warning("could not finish the last transaction at shutdown: %s", exc)
+            if self.checkpoint is not None:
+                self.checkpoint.close()
         finally:
+            # Each step has its own deadline: a hung broker cannot hold the stop past supervisord's
+            # stopwaitsecs.
             if self.consumer is not None:
-                # A static member does not leave the group on close: a restart with the same id gets
-                # its partitions back at once; otherwise they move after session.timeout.ms (10 s).
-                self.consumer.close()
+                with watchdog("consumer.close", 15):
+                    self.consumer.close()  # a dynamic member leaves the group: its partitions move at once
             if self.reader is not None:
                 self.reader.close()
-            if self.producer is not None:
-                self.producer.flush(10)
-            logger.info("consumer stopped: %d transactions committed, %d aborted",
-                        self.transactions_committed, self.transactions_aborted)
+            remaining = producer.flush(5)
+            checkpoint = self.checkpoint
+            logger.info("consumer stopped: %d transactions committed, %d aborted%s",
+                        checkpoint.committed if checkpoint else 0, checkpoint.aborted if checkpoint else 0,
+                        f", {remaining} records not flushed" if remaining else "")
 
     # -- processing ------------------------------------------------------------------------
 
     def _process(self, messages: list[Message]) -> None:
         s = self.settings
-        if not self.in_transaction:
-            self.producer.begin_transaction()
-            self.in_transaction = True
+        checkpoint = self.checkpoint
+        checkpoint.begin()
         now_ms = time.time_ns() // 1_000_000
-        states, next_offsets, dirty = self.states, self.next_offsets, self.dirty
+        states = checkpoint.states
         by_type: dict[str, int] = {}
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
+                if is_fatal(error):
+                    raise FatalClientError(f"consumer: {error}")
                 logger.warning("consumer error: %s", error)
                 continue
             partition = msg.partition()
@@ -149,187 +158,109 @@ class Aggregator:
             try:
                 event = parse_event(msg.value(), now_ms=now_ms, future_tolerance_ms=s.future_tolerance_ms,
                                     max_bytes=s.max_event_bytes)
-            except InvalidEvent as invalid:
-                state.record_invalid(invalid.reason)
-                self.metrics.invalid.labels(reason=invalid.reason).inc()
-                self._dead_letter(msg, invalid)
-            else:
                 state.apply(event)
+            except InvalidEvent as invalid:
+                self._reject(msg, state, invalid.reason, invalid.detail)
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the aggregation
+                logger.exception("internal error on %s[%d]@%d: dead-lettered", msg.topic(), partition, msg.offset())
+                self._reject(msg, state, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", type(exc).__qualname__)
+            else:
                 by_type[event.type] = by_type.get(event.type, 0) + 1
-            next_offsets[partition] = msg.offset() + 1
-            dirty.add(partition)
+            checkpoint.processed(partition, msg.offset())
         for event_type, count in by_type.items():
             self.metrics.consumed.labels(type=event_type).inc(count)
 
-    def _dead_letter(self, msg: Message, invalid: InvalidEvent) -> None:
-        headers = list(msg.headers() or [])
-        headers += [
-            ("eventdash.error.reason", invalid.reason.encode()),
-            ("eventdash.error.detail", invalid.detail.encode(errors="replace")[:500]),
-            ("eventdash.source.topic", msg.topic().encode()),
-            ("eventdash.source.partition", str(msg.partition()).encode()),
-            ("eventdash.source.offset", str(msg.offset()).encode()),
-        ]
-        produce_with_backpressure(self.producer, self.settings.dlq_topic, msg.value(), key=msg.key(),
-                                  headers=headers)
-        logger.debug("dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), invalid)
+    def _reject(self, msg: Message, state: PartitionStats, reason: str, detail: str,
+                error_class: str | None = None) -> None:
+        """Dead-letter first, count second: a produce that fails leaves the count untouched."""
+        letter = build_dead_letter(msg, reason, detail, error_class)
+        self.checkpoint.produce(self.settings.dlq_topic, letter.value, key=letter.key, headers=letter.headers)
+        state.record_invalid(reason)
+        self.metrics.invalid.labels(reason=reason).inc()
 
-    def _commit(self) -> None:
-        """Publish changed snapshots and commit them with the input offsets in one transaction."""
-        s = self.settings
-        now_ms = time.time_ns() // 1_000_000
-        offsets = []
-        for partition in sorted(self.dirty):
-            next_offset = self.next_offsets[partition]
-            snapshot = self.states[partition].to_snapshot(next_offset=next_offset, updated_at_ms=now_ms)
-            snapshot["lag"] = self._lag(partition, next_offset)
-            if snapshot["lag"] is not None:
-                self.metrics.lag.labels(partition=str(partition)).set(snapshot["lag"])
-            produce_with_backpressure(self.producer, s.statistics_topic, orjson.dumps(snapshot),
-                                      key=snapshot_key(s.events_topic, partition), partition=partition)
-            offsets.append(TopicPartition(s.events_topic, partition, next_offset))
-        try:
-            metadata = self.consumer.consumer_group_metadata()
-            self._retrying(lambda timeout: self.producer.send_offsets_to_transaction(offsets, metadata, timeout),
-                           "send_offsets_to_transaction")
-            self._retrying(self.producer.commit_transaction, "commit_transaction")
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.fatal() or not error.txn_requires_abort():
-                raise
-            logger.warning("transaction aborted (%s); rewinding to the last committed snapshots", error)
-            self._abort_and_rewind()
-            return
-        self.metrics.snapshots.inc(len(offsets))
-        self.in_transaction = False
-        self.dirty.clear()
-        self.transactions_committed += 1
-        self.metrics.commits.inc()
+    # -- restore and rebalancing -----------------------------------------------------------
 
-    @contextmanager
-    def _watchdog(self, name: str):
-        def hung() -> None:
-            logger.critical("%s did not return within %.0f s (librdkafka#5456); exiting so that the supervisor "
-                            "restarts this process: the open transaction will be aborted, nothing is lost",
-                            name, HUNG_CALL_SECONDS)
-            logging.shutdown()
-            os._exit(EXIT_HUNG)
-
-        timer = threading.Timer(HUNG_CALL_SECONDS, hung)
-        timer.daemon = True
-        timer.start()
-        try:
-            yield
-        finally:
-            timer.cancel()
-
-    def _retrying(self, operation, name: str) -> None:
-        """Retry a transactional call while Kafka says the error is retriable (e.g. a broker outage)."""
-        while True:
-            try:
-                with self._watchdog(name):
-                    operation(TXN_TIMEOUT)
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or self.stop.is_set():
-                    raise
-                logger.warning("retrying %s: %s", name, exc)
-
-    def _abort_and_rewind(self) -> None:
-        self.producer.abort_transaction(TXN_TIMEOUT)
-        self.in_transaction = False
-        self.dirty.clear()
-        self.transactions_aborted += 1
-        self.metrics.aborts.inc()
-        partitions = sorted(self.states)
-        self.states.clear()
-        for tp in self._restore(partitions):
-            self.consumer.seek(tp)
-
-    def _lag(self, partition: int, next_offset: int) -> int | None:
-        try:
-            _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(self.settings.events_topic, partition), cached=True)
-        except KafkaException:
-            return None
-        return max(0, high - next_offset) if high >= 0 else None
-
-    # -- rebalancing -----------------------------------------------------------------------
+    def _on_invalid_snapshot(self, partition: int, offset: int, error: InvalidSnapshot) -> None:
+        self.metrics.snapshots_skipped.labels(reason=error.reason).inc()
+        logger.warning("skipping an invalid snapshot of partition %d at offset %d: %s", partition, offset, error)
 
     def _restore(self, partitions: list[int]) -> list[TopicPartition]:
-        """Rebuild the state of ``partitions`` from their latest committed snapshots."""
+        """Rebuild the states of ``partitions`` from their newest valid snapshots; return where to resume."""
         s = self.settings
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(
-            [TopicPartition(s.events_topic, p) for p in partitions], timeout=s.startup_timeout_seconds)}
-        snapshots = self._snapshots_covering(committed)
+        with watchdog("restore", s.startup_timeout_seconds * 2 + 15):
+            committed = {tp.partition: tp.offset for tp in self.consumer.committed(
+                [TopicPartition(s.events_topic, p) for p in partitions], timeout=s.startup_timeout_seconds)}
+            snapshots = self._snapshots_covering(committed)
         positions = []
         for partition in partitions:
             snapshot = snapshots.get(partition)
             if snapshot is None:
-                state = PartitionStats(partition, horizon_seconds=s.horizon_seconds)
-                offset = OFFSET_BEGINNING
+                state, next_offset = PartitionStats(partition, horizon_seconds=s.horizon_seconds), 0
             else:
                 state = PartitionStats.from_snapshot(snapshot, horizon_seconds=s.horizon_seconds)
-                offset = snapshot["next_offset"]
-                self.next_offsets[partition] = offset
-            self.states[partition] = state
-            positions.append(TopicPartition(s.events_topic, partition, offset))
+                next_offset = snapshot.next_offset
+            self.checkpoint.add(state, next_offset)
+            positions.append(TopicPartition(s.events_topic, partition, next_offset or OFFSET_BEGINNING))
             logger.info("partition %d restored: resuming at offset %s (group committed %s)",
-                        partition, offset if offset >= 0 else "beginning", committed.get(partition))
+                        partition, next_offset or "beginning", committed.get(partition))
         return positions
 
-    def _snapshots_covering(self, committed: dict[int, int]) -> dict[int, dict | None]:
-        """The latest snapshots, waiting briefly for ones that cover the committed offsets.
+    def _snapshots_covering(self, committed: dict[int, int]) -> dict[int, Snapshot | None]:
+        """The newest valid snapshots, waiting briefly for ones that cover the committed offsets.
 
         Offsets and snapshots commit together, but the transaction markers reach the offsets
         topic and the statistics topic separately; a snapshot older than the committed offset
-        means its marker is still on the way.
+        means its marker is still on the way (or the newer snapshot was invalid: then input is
+        re-read from the older one's ``next_offset``, which keeps the counts exact).
         """
         s = self.settings
-        keys = {p: snapshot_key(s.events_topic, p) for p in committed}
         deadline = time.monotonic() + s.startup_timeout_seconds
         while True:
-            snapshots = read_latest_snapshots(self.reader, s.statistics_topic, keys)
-            behind = {p: (snap["next_offset"] if snap else -1, committed[p]) for p, snap in snapshots.items()
-                      if committed[p] >= 0 and (snap["next_offset"] if snap else -1) < committed[p]}
+            snapshots = read_latest(self.reader, s.statistics_topic, s.events_topic, list(committed),
+                                    on_invalid=self._on_invalid_snapshot)
+            behind = {p: (snap.next_offset if snap else -1, committed[p]) for p, snap in snapshots.items()
+                      if committed[p] >= 0 and (snap.next_offset if snap else -1) < committed[p]}
             if not behind:
                 return snapshots
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.stop.is_set():
                 logger.error("snapshots behind the committed offsets (partition: (snapshot, committed)) %s; "
                              "resuming from the snapshots", behind)
                 return snapshots
             time.sleep(0.05)
 
+    def _rewind(self, partitions: list[int]) -> None:
+        """After an abort: states and positions back to the last committed snapshots."""
+        self.checkpoint.remove(partitions)
+        for position in self._restore(partitions):
+            self.consumer.seek(position)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         logger.info("assigned partitions %s", numbers)
         consumer.incremental_assign(self._restore(numbers))
-        self.metrics.assigned.set(len(self.states))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.info("revoking partitions %s", [tp.partition for tp in partitions])
-        if self.in_transaction:
-            if self.dirty:
-                try:
-                    self._commit()
-                except KafkaException as exc:
-                    logger.warning("could not commit before revoke: %s", exc)
+        numbers = [tp.partition for tp in partitions]
+        logger.info("revoking partitions %s", numbers)
+        checkpoint = self.checkpoint
+        try:
+            if checkpoint.dirty:
+                checkpoint.commit()
             else:
-                self.producer.abort_transaction(TXN_TIMEOUT)
-                self.in_transaction = False
-        self._forget(partitions)
+                checkpoint.abort()
+        except TransactionAborted:
+            checkpoint.remove(numbers)
+            self._rewind(sorted(checkpoint.states))
+        checkpoint.remove(numbers)
         consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.warning("lost partitions %s: aborting the open transaction", [tp.partition for tp in partitions])
-        self._forget(partitions)
-        if self.in_transaction:
-            self._abort_and_rewind()
+        numbers = [tp.partition for tp in partitions]
+        logger.warning("lost partitions %s: aborting the open transaction", numbers)
+        checkpoint = self.checkpoint
+        checkpoint.remove(numbers)
+        if checkpoint.in_transaction:
+            checkpoint.abort()
+            self._rewind(sorted(checkpoint.states))
         consumer.incremental_unassign(partitions)
 
-    def _forget(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.states.pop(tp.partition, None)
-            self.next_offsets.pop(tp.partition, None)
-            self.dirty.discard(tp.partition)
-        self.metrics.assigned.set(len(self.states))

@@ -18,6 +18,9 @@ ADDTOBASKET = "addtobasket"
 REMOVEFROMBASKET = "removefrombasket"
 PURCHASE = "purchase"
 EVENT_TYPES: tuple[str, ...] = (PRODUCTVIEW, ADDTOBASKET, REMOVEFROMBASKET, PURCHASE)
+# Product ids and names are kept in the statistics, so their size bounds the snapshot's.
+MAX_PRODUCT_ID_CHARS = 64  # printable ASCII
+MAX_PRODUCT_NAME_CHARS = 64  # printable text
 
 
 class Event(NamedTuple):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import orjson
 
-from .model import EVENT_TYPES, Event
+from .model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, Event
 
-MAX_TEXT = 200
+MAX_TEXT = 200  # event_id, session_id, user_id: hashed or dropped, never stored
 
 
 class InvalidReason:
@@ -65,10 +65,14 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
         missing = [name for name in _REQUIRED if name not in data]
         raise InvalidEvent(InvalidReason.MISSING_FIELD, ", ".join(missing)) from None
 
-    for name, value in (("event_id", event_id), ("session_id", session_id), ("user_id", user_id),
-                        ("product_id", product_id)):
+    for name, value in (("event_id", event_id), ("session_id", session_id), ("user_id", user_id)):
         if type(value) is not str or not 0 < len(value) <= MAX_TEXT:
             raise InvalidEvent(InvalidReason.WRONG_TYPE, f"{name} must be a non-empty string of at most {MAX_TEXT}")
+    # Product ids and names are kept in the statistics: bounded, printable (no control characters).
+    if (type(product_id) is not str or not 0 < len(product_id) <= MAX_PRODUCT_ID_CHARS
+            or not product_id.isascii() or not product_id.isprintable()):
+        raise InvalidEvent(InvalidReason.WRONG_TYPE,
+                           f"product_id must be printable ASCII of 1 to {MAX_PRODUCT_ID_CHARS} characters")
     if type(event_type) is not str:
         raise InvalidEvent(InvalidReason.WRONG_TYPE, "type must be a string")
     if event_type not in _EVENT_TYPES:
@@ -88,8 +92,9 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
         raise InvalidEvent(InvalidReason.NEGATIVE_VALUE, "price and quantity must be >= 0")
 
     name = data.get("product_name") or ""
-    if type(name) is not str or len(name) > MAX_TEXT:
-        raise InvalidEvent(InvalidReason.WRONG_TYPE, f"product_name must be a string of at most {MAX_TEXT}")
+    if type(name) is not str or len(name) > MAX_PRODUCT_NAME_CHARS or not name.isprintable():
+        raise InvalidEvent(InvalidReason.WRONG_TYPE,
+                           f"product_name must be printable text of at most {MAX_PRODUCT_NAME_CHARS} characters")
 
     return Event(event_id, event_type, ts, session_id, user_id, product_id, name, round(price * 100), quantity)
 

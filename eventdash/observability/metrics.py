@@ -53,6 +53,9 @@ class ConsumerMetrics:
                          ["partition"], registry=self.registry)
         self.assigned = Gauge("eventdash_consumer_assigned_partitions", "Input partitions owned",
                               registry=self.registry)
+        self.snapshots_skipped = Counter("eventdash_consumer_snapshots_skipped_total",
+                                         "Invalid records skipped while restoring snapshots", ["reason"],
+                                         registry=self.registry)
 
 
 class DashboardMetrics:
@@ -72,7 +75,7 @@ class DashboardMetrics:
                          ["partition"], registry=self.registry)
 
 
-def serve(registry: CollectorRegistry, port: int, variable: str, host: str = "0.0.0.0") -> None:
+def serve(registry: CollectorRegistry, port: int, variable: str, host: str) -> None:
     """Serve ``/metrics`` on ``port`` (0: not at all); a busy port is a configuration error."""
     if not port:
         return

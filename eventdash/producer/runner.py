@@ -54,7 +54,7 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     producer = make_producer(settings, "producer")
     report = DeliveryReport()
     metrics = ProducerMetrics(report.delivered, lambda: report.failed, lambda: len(producer))
-    serve(metrics.registry, settings.producer_metrics_port, "EVENTDASH_PRODUCER_METRICS_PORT")
+    serve(metrics.registry, settings.producer_metrics_port, "EVENTDASH_PRODUCER_METRICS_PORT", settings.metrics_host)
     on_delivery = {event_type: report.for_type(event_type) for event_type in EVENT_TYPES}
     limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)
     simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=lambda: time.time_ns() // 1_000_000)

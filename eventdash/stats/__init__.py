@@ -1,4 +1,1 @@
-from .partition_state import PartitionStats
-from .view import build_view
-
-__all__ = ["PartitionStats", "build_view"]
+"""Pure statistics: per-partition state, HyperLogLog, the merged view."""

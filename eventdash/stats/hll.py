@@ -7,10 +7,8 @@ different minutes and partitions add up to the sketch of their union.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
-import zlib
 from functools import lru_cache
 
 PRECISION = 10
@@ -29,6 +27,11 @@ class HyperLogLog:
 
     def __init__(self, registers: bytearray | None = None):
         self.registers = registers if registers is not None else bytearray(REGISTERS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HyperLogLog) and self.registers == other.registers
+
+    __hash__ = None  # mutable
 
     def add_hash(self, h: int) -> None:
         index = h >> _REST_BITS
@@ -52,13 +55,3 @@ class HyperLogLog:
         if raw <= 2.5 * REGISTERS and zeros:
             return round(REGISTERS * math.log(REGISTERS / zeros))
         return round(raw)
-
-    def encode(self) -> str:
-        return base64.b64encode(zlib.compress(bytes(self.registers), 6)).decode()
-
-    @classmethod
-    def decode(cls, text: str) -> HyperLogLog:
-        raw = zlib.decompress(base64.b64decode(text))
-        if len(raw) != REGISTERS:
-            raise ValueError(f"HyperLogLog needs {REGISTERS} registers, got {len(raw)}")
-        return cls(bytearray(raw))

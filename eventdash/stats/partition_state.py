@@ -1,23 +1,26 @@
 """Statistics of one input partition: the unit of state, snapshot and recovery.
 
 Pure and broker-free. The consumer feeds it valid events (:meth:`apply`) and invalid ones
-(:meth:`record_invalid`); :meth:`to_snapshot` / :meth:`from_snapshot` round-trip it through the
-JSON document published to ``event_statistics``.
+(:meth:`record_invalid`); :meth:`to_snapshot` / :meth:`from_snapshot` convert it to and from
+the :class:`~eventdash.snapshots.Snapshot` published to ``event_statistics``.
 
-Memory is bounded whatever the run time:
-- per-second counts by event time for ``horizon_seconds`` (default 900);
-- per-minute HyperLogLog sketches (3 x 1 KiB) of the sessions that viewed / added / purchased;
-- per-minute product counters, pruned to ``max_product_candidates`` (a Misra-Gries style cut:
-  exact while a minute sees fewer distinct products, an undercount of the tail beyond).
+Memory and snapshot size are bounded by construction, whatever the input (limits in
+:mod:`eventdash.snapshots`):
+- per-second counts by event time for ``horizon_seconds`` (at most ``MAX_HORIZON_SECONDS``);
+- for the last ``FUNNEL_MINUTES`` minutes of event time, per-minute HyperLogLog sketches
+  (3 x 1 KiB) of the sessions that viewed / added / purchased, and per-minute product counters
+  of at most ``PRODUCT_CANDIDATES`` ids (a Misra-Gries style cut: exact while a minute sees
+  fewer distinct products, an undercount of the tail beyond);
+- product names only for the ids in those counters.
 Events older than the horizon (relative to the partition's event-time watermark) count in the
-totals and in ``late_total`` but in no bucket.
+totals and in ``late_total`` but in no bucket. Revenue is an exact integer of cents of any size.
 """
 from __future__ import annotations
 
 from ..events.model import ADDTOBASKET, EVENT_TYPES, PRODUCTVIEW, PURCHASE, Event
+from ..snapshots import FUNNEL_MINUTES, PRODUCT_CANDIDATES, MinuteSummary, Snapshot, TypeTotal
 from .hll import HyperLogLog, hash64
 
-SNAPSHOT_VERSION = 1
 TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
 FUNNEL_STAGES = {PRODUCTVIEW: "viewed", ADDTOBASKET: "added", PURCHASE: "purchased"}
 
@@ -30,22 +33,10 @@ class MinuteBucket:
         self.views: dict[str, int] = {}
         self.purchases: dict[str, int] = {}
 
-    def to_json(self, minute: int) -> dict:
-        return {"minute": minute,
-                **{stage: sketch.encode() for stage, sketch in self.sketches.items()},
-                "views": self.views, "purchases": self.purchases}
-
-    @classmethod
-    def from_json(cls, doc: dict) -> MinuteBucket:
-        bucket = cls()
-        bucket.sketches = {stage: HyperLogLog.decode(doc[stage]) for stage in FUNNEL_STAGES.values()}
-        bucket.views = {str(k): int(v) for k, v in doc["views"].items()}
-        bucket.purchases = {str(k): int(v) for k, v in doc["purchases"].items()}
-        return bucket
-
 
 class PartitionStats:
-    def __init__(self, partition: int, *, horizon_seconds: int = 900, max_product_candidates: int = 500):
+    def __init__(self, partition: int, *, horizon_seconds: int = 900,
+                 max_product_candidates: int = PRODUCT_CANDIDATES):
         self.partition = partition
         self.horizon_seconds = horizon_seconds
         self.max_product_candidates = max_product_candidates
@@ -67,15 +58,15 @@ class PartitionStats:
         if event.type == PURCHASE:
             total[2] += event.price_cents * event.quantity
         ts = event.ts
+        second = ts // 1000
         if ts > self.watermark_ms:
-            new_second = ts // 1000 != self.watermark_ms // 1000
+            new_second = second != self.watermark_ms // 1000
             self.watermark_ms = ts
             if new_second:  # buckets can only expire when event time enters a new second
                 self._evict()
-        elif ts < self.watermark_ms - self.horizon_seconds * 1000:
+        elif second <= self.watermark_ms // 1000 - self.horizon_seconds:
             self.late_total += 1
             return
-        second = ts // 1000
         counts = self.seconds.get(second)
         if counts is None:
             counts = self.seconds[second] = [0, 0, 0, 0]
@@ -86,72 +77,86 @@ class PartitionStats:
         minute = ts // 60_000
         bucket = self.minutes.get(minute)
         if bucket is None:
+            if minute <= self.watermark_ms // 60_000 - FUNNEL_MINUTES:
+                return  # in the horizon but older than the longest funnel window
             bucket = self.minutes[minute] = MinuteBucket()
         bucket.sketches[stage].add_hash(hash64(event.session_id))
-        if event.product_name:
-            self.product_names[event.product_id] = event.product_name
         if event.type == PRODUCTVIEW:
-            self._count_product(bucket.views, event.product_id, 1)
+            self._count_product(bucket.views, event.product_id, 1, event.product_name)
         elif event.type == PURCHASE:
-            self._count_product(bucket.purchases, event.product_id, event.quantity)
+            self._count_product(bucket.purchases, event.product_id, event.quantity, event.product_name)
 
     def record_invalid(self, reason: str) -> None:
         self.invalid[reason] = self.invalid.get(reason, 0) + 1
 
-    def _count_product(self, counter: dict[str, int], product_id: str, amount: int) -> None:
+    def _count_product(self, counter: dict[str, int], product_id: str, amount: int, name: str) -> None:
         counter[product_id] = counter.get(product_id, 0) + amount
         if len(counter) > self.max_product_candidates:
             keep = sorted(counter.items(), key=lambda kv: kv[1], reverse=True)[: self.max_product_candidates // 2]
             counter.clear()
             counter.update(keep)
+            self._prune_names()
+        if name and product_id in counter:
+            self.product_names[product_id] = name
+
+    def _prune_names(self) -> None:
+        """Keep names only for the ids still counted: never more than the counters hold."""
+        live = {pid for b in self.minutes.values() for pid in (*b.views, *b.purchases)}
+        self.product_names = {pid: n for pid, n in self.product_names.items() if pid in live}
 
     def _evict(self) -> None:
         oldest_second = self.watermark_ms // 1000 - self.horizon_seconds + 1
         if self.seconds and min(self.seconds) < oldest_second:
             for second in [s for s in self.seconds if s < oldest_second]:
                 del self.seconds[second]
-        oldest_minute = (oldest_second * 1000) // 60_000
+        oldest_minute = max((oldest_second * 1000) // 60_000, self.watermark_ms // 60_000 - FUNNEL_MINUTES + 1)
         if self.minutes and min(self.minutes) < oldest_minute:
             for minute in [m for m in self.minutes if m < oldest_minute]:
                 del self.minutes[minute]
-            live = {pid for b in self.minutes.values() for pid in (*b.views, *b.purchases)}
-            self.product_names = {pid: n for pid, n in self.product_names.items() if pid in live}
+            self._prune_names()
+
+    def shed_detail(self) -> None:
+        """Drop product counters and names: the last resort if a snapshot ever exceeded its budget."""
+        for bucket in self.minutes.values():
+            bucket.views.clear()
+            bucket.purchases.clear()
+        self.product_names.clear()
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def to_snapshot(self, *, next_offset: int, updated_at_ms: int) -> dict:
-        return {
-            "v": SNAPSHOT_VERSION,
-            "partition": self.partition,
-            "next_offset": next_offset,
-            "updated_at_ms": updated_at_ms,
-            "watermark_ms": self.watermark_ms,
-            "horizon_seconds": self.horizon_seconds,
-            "totals": {name: {"count": c, "units": u, "revenue_cents": r}
-                       for name, (c, u, r) in self.totals.items()},
-            "invalid": dict(self.invalid),
-            "late_total": self.late_total,
-            "seconds": [[second, *counts] for second, counts in sorted(self.seconds.items())],
-            "minutes": [bucket.to_json(minute) for minute, bucket in sorted(self.minutes.items())],
-            "product_names": dict(self.product_names),
-        }
+    def to_snapshot(self, *, next_offset: int, updated_at_ms: int) -> Snapshot:
+        """The state as of ``next_offset``. It shares the live sketches: encode it before the next apply."""
+        return Snapshot(
+            partition=self.partition,
+            next_offset=next_offset,
+            updated_at_ms=updated_at_ms,
+            watermark_ms=self.watermark_ms,
+            horizon_seconds=self.horizon_seconds,
+            totals={name: TypeTotal(*t) for name, t in self.totals.items()},
+            invalid=dict(self.invalid),
+            late_total=self.late_total,
+            seconds={second: tuple(counts) for second, counts in self.seconds.items()},
+            minutes={minute: MinuteSummary(dict(b.sketches), dict(b.views), dict(b.purchases))
+                     for minute, b in self.minutes.items()},
+            product_names=dict(self.product_names),
+        )
 
     @classmethod
-    def from_snapshot(cls, doc: dict, *, horizon_seconds: int = 900,
-                      max_product_candidates: int = 500) -> PartitionStats:
-        if doc.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported snapshot version {doc.get('v')!r}")
-        stats = cls(int(doc["partition"]), horizon_seconds=horizon_seconds,
+    def from_snapshot(cls, snapshot: Snapshot, *, horizon_seconds: int = 900,
+                      max_product_candidates: int = PRODUCT_CANDIDATES) -> PartitionStats:
+        stats = cls(snapshot.partition, horizon_seconds=horizon_seconds,
                     max_product_candidates=max_product_candidates)
-        for name, total in doc["totals"].items():
-            if name in stats.totals:
-                stats.totals[name] = [int(total["count"]), int(total["units"]), int(total["revenue_cents"])]
-        stats.invalid = {str(k): int(v) for k, v in doc["invalid"].items()}
-        stats.late_total = int(doc["late_total"])
-        stats.watermark_ms = int(doc["watermark_ms"])
-        stats.seconds = {int(row[0]): [int(x) for x in row[1:5]] for row in doc["seconds"]}
-        stats.minutes = {int(m["minute"]): MinuteBucket.from_json(m) for m in doc["minutes"]}
-        stats.product_names = {str(k): str(v) for k, v in doc["product_names"].items()}
+        stats.totals = {name: list(total) for name, total in snapshot.totals.items()}
+        stats.invalid = dict(snapshot.invalid)
+        stats.late_total = snapshot.late_total
+        stats.watermark_ms = snapshot.watermark_ms
+        stats.seconds = {second: list(counts) for second, counts in snapshot.seconds.items()}
+        for minute, summary in snapshot.minutes.items():
+            bucket = stats.minutes[minute] = MinuteBucket()
+            bucket.sketches = {stage: HyperLogLog(bytearray(summary.sketches[stage].registers))
+                               for stage in FUNNEL_STAGES.values()}
+            bucket.views = dict(summary.views)
+            bucket.purchases = dict(summary.purchases)
+        stats.product_names = dict(snapshot.product_names)
         stats._evict()  # a shorter horizon than the snapshot's applies at once
         return stats
-

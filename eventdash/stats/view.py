@@ -1,32 +1,32 @@
 """Merge per-partition snapshots into the document served by ``/api/stats`` and ``stats``.
 
-Pure: snapshots (as published to ``event_statistics``) and a clock in, a JSON-ready dict out.
-Sessions are keyed to partitions, so per-partition funnel sketches merge into exact-as-HLL
+Pure: validated :class:`~eventdash.snapshots.Snapshot` objects and a clock in, a JSON-ready dict
+out. Sessions are keyed to partitions, so per-partition funnel sketches merge into exact-as-HLL
 distinct counts; all other fields are sums. The fields are documented in docs/stats-api.md.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 
 from ..events.model import EVENT_TYPES
+from ..snapshots import FUNNEL_STAGES, Snapshot
 from .hll import HyperLogLog
-from .partition_state import FUNNEL_STAGES
 
 WINDOWS = {"1m": 1, "5m": 5, "15m": 15}
 RATE_SECONDS = 10  # "events/s now" = mean of the last 10 complete seconds
+MAX_SAFE_INTEGER = 2**53 - 1  # JSON readers (JavaScript) are exact up to here
 
 
-@lru_cache(maxsize=4096)
-def _sketch(text: str) -> HyperLogLog:
-    return HyperLogLog.decode(text)
+def json_safe_integer(value: int) -> int | str:
+    """An integer as a JSON number while every reader keeps it exact, else as a decimal string."""
+    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else str(value)
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def build_view(snapshots: Mapping[int, dict], *, now_ms: int, top_n: int = 10,
+def build_view(snapshots: Mapping[int, Snapshot], *, now_ms: int, top_n: int = 10,
                series_seconds: int = 900) -> dict:
     totals = {name: 0 for name in EVENT_TYPES}
     units = {name: 0 for name in EVENT_TYPES}
@@ -38,21 +38,20 @@ def build_view(snapshots: Mapping[int, dict], *, now_ms: int, top_n: int = 10,
     names: dict[str, str] = {}
     for partition in sorted(snapshots):
         snap = snapshots[partition]
-        for name, total in snap["totals"].items():
-            if name in totals:
-                totals[name] += total["count"]
-                units[name] += total["units"]
-                revenue_cents += total["revenue_cents"]
-        for reason, count in snap["invalid"].items():
+        for name, total in snap.totals.items():
+            totals[name] += total.count
+            units[name] += total.units
+            revenue_cents += total.revenue_cents
+        for reason, count in snap.invalid.items():
             invalid[reason] = invalid.get(reason, 0) + count
-        late_total += snap["late_total"]
-        for row in snap["seconds"]:
-            counts = per_second.setdefault(row[0], [0, 0, 0, 0])
+        late_total += snap.late_total
+        for second, row in snap.seconds.items():
+            counts = per_second.setdefault(second, [0, 0, 0, 0])
             for i in range(4):
-                counts[i] += row[i + 1]
-        names.update(snap["product_names"])
-        partitions.append({"partition": partition, "next_offset": snap["next_offset"],
-                           "updated_at_ms": snap["updated_at_ms"], "watermark_ms": snap["watermark_ms"]})
+                counts[i] += row[i]
+        names.update(snap.product_names)
+        partitions.append({"partition": partition, "next_offset": snap.next_offset,
+                           "updated_at_ms": snap.updated_at_ms, "watermark_ms": snap.watermark_ms})
 
     now_s = now_ms // 1000
     windows = {label: _window(snapshots, per_second, names, now_s, minutes, top_n)
@@ -68,10 +67,11 @@ def build_view(snapshots: Mapping[int, dict], *, now_ms: int, top_n: int = 10,
     return {
         "generated_at_ms": now_ms,
         "updated_at_ms": max((p["updated_at_ms"] for p in partitions), default=None),
+        "oldest_update_ms": min((p["updated_at_ms"] for p in partitions), default=None),
         "totals": totals,
         "units": units,
         "revenue": revenue_cents / 100,
-        "revenue_cents": revenue_cents,
+        "revenue_cents": json_safe_integer(revenue_cents),
         "invalid_total": sum(invalid.values()),
         "invalid_by_reason": dict(sorted(invalid.items())),
         "late_total": late_total,
@@ -94,7 +94,7 @@ def _mean_rate(per_second: Mapping[int, list[int]], now_s: int) -> dict[str, flo
     return {name: round(sums[i] / RATE_SECONDS, 3) for i, name in enumerate(EVENT_TYPES)}
 
 
-def _window(snapshots: Mapping[int, dict], per_second: Mapping[int, list[int]], names: Mapping[str, str],
+def _window(snapshots: Mapping[int, Snapshot], per_second: Mapping[int, list[int]], names: Mapping[str, str],
             now_s: int, minutes: int, top_n: int) -> dict:
     seconds = minutes * 60
     counts = [0, 0, 0, 0]
@@ -107,18 +107,18 @@ def _window(snapshots: Mapping[int, dict], per_second: Mapping[int, list[int]], 
     # (minutes - 1) before it.
     now_minute = now_s // 60
     first_minute = now_minute - minutes + 1
-    sketches = {stage: HyperLogLog() for stage in FUNNEL_STAGES.values()}
+    sketches = {stage: HyperLogLog() for stage in FUNNEL_STAGES}
     views: dict[str, int] = {}
     purchases: dict[str, int] = {}
     for snap in snapshots.values():
-        for bucket in snap["minutes"]:
-            if not first_minute <= bucket["minute"] <= now_minute:
+        for minute, bucket in snap.minutes.items():
+            if not first_minute <= minute <= now_minute:
                 continue
             for stage, sketch in sketches.items():
-                sketch.merge(_sketch(bucket[stage]))
-            for pid, n in bucket["views"].items():
+                sketch.merge(bucket.sketches[stage])
+            for pid, n in bucket.views.items():
                 views[pid] = views.get(pid, 0) + n
-            for pid, n in bucket["purchases"].items():
+            for pid, n in bucket.purchases.items():
                 purchases[pid] = purchases.get(pid, 0) + n
     funnel = {stage: sketch.estimate() for stage, sketch in sketches.items()}
     by_type = dict(zip(EVENT_TYPES, counts))

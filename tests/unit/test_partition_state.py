@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from eventdash.events.model import Event
+from eventdash.snapshots import decode, encode
 from eventdash.stats.partition_state import PartitionStats
 
 T0 = 1_764_380_400_000  # a whole minute (…:00.000)
@@ -67,9 +68,11 @@ def test_snapshot_round_trip_preserves_everything():
         stats.apply(ev(kind, T0 + i * 1500, session=f"s{i % 2}", product=f"p{i % 3}", name=f"Product {i % 3}"))
     stats.record_invalid("not_json")
     snapshot = stats.to_snapshot(next_offset=42, updated_at_ms=T0 + 10_000)
-    restored = PartitionStats.from_snapshot(snapshot)
+    decoded = decode(encode(snapshot), partition=3)
+    assert decoded == snapshot
+    restored = PartitionStats.from_snapshot(decoded)
     assert restored.to_snapshot(next_offset=42, updated_at_ms=T0 + 10_000) == snapshot
-    assert snapshot["next_offset"] == 42 and snapshot["partition"] == 3
+    assert snapshot.next_offset == 42 and snapshot.partition == 3
     # and it keeps counting from there
     restored.apply(ev("purchase", T0 + 9000, qty=2))
     assert restored.totals["purchase"] == [2, 3, 3000]

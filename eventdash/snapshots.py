@@ -1,0 +1,347 @@
+"""The statistics snapshot: the one owner of its key, wire format, limits, validation and tail read.
+
+The aggregator writes the state of input partition *p* as one JSON record, keyed
+``<events topic>:<p>``, to partition *p* of the compacted ``event_statistics`` topic, in the same
+Kafka transaction as its input offsets. The dashboard and the aggregator's restore read it back
+with :func:`decode`, which validates every field and never trusts the record: a corrupt or
+foreign record raises :class:`InvalidSnapshot` and readers skip it.
+
+Wire format, version 2 (version 1, with integer ``revenue_cents`` and a ``lag`` field, is still
+read)::
+
+    {"v": 2, "partition": 0, "next_offset": 1234, "updated_at_ms": ..., "watermark_ms": ...,
+     "horizon_seconds": 900,
+     "totals": {"purchase": {"count": 3, "units": 5, "revenue_cents": "12900"}, ...},
+     "invalid": {"not_json": 1}, "late_total": 0,
+     "seconds": [[epoch_second, views, adds, removes, purchases], ...],
+     "minutes": [{"minute": m, "viewed": "<base64 zlib HLL>", "added": ..., "purchased": ...,
+                  "views": {"p-001": 4}, "purchases": {"p-001": 1}}, ...],
+     "product_names": {"p-001": "Espresso cups"}}
+
+``revenue_cents`` is a decimal string: exact integer cents of any size, which JSON numbers are
+not. Every map and list is bounded by the limits below; :func:`worst_case_bytes` is the largest
+record those limits allow, and it stays under :data:`MAX_SNAPSHOT_BYTES`, itself below the
+transactional producer's ``message.max.bytes``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from .events.model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS
+from .stats.hll import REGISTERS, HyperLogLog
+
+logger = logging.getLogger(__name__)
+
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+HEARTBEAT_SECONDS = 2.0  # a live aggregator commits every partition's snapshot at least this often
+
+# -- limits: the state is bounded by these, the encoded record by their worst case -------------
+PRODUCER_MAX_MESSAGE_BYTES = 1_000_000  # the aggregator's producer sets message.max.bytes to this
+MAX_SNAPSHOT_BYTES = 900_000  # the budget: room for record overhead below the producer's limit
+# product ids: printable ASCII, at most 2 encoded bytes a character (\" and \\); names: printable
+# text, at most 4 (validated in events.validation)
+PRODUCT_CANDIDATES = 32  # product counters per minute and kind; pruned to half beyond
+FUNNEL_MINUTES = 16  # minute buckets kept: the longest window (15 min) and the current minute
+MAX_INVALID_REASONS = 16
+MAX_COUNT_DIGITS = 19  # any count below 2**63
+MAX_REVENUE_DIGITS = 40
+MAX_SKETCH_CHARS = 4 * ((REGISTERS + 64) // 3 + 1)  # base64 of zlib(1,024 registers), worst case
+_MAX_RANK = 64 - 10 + 1
+_MAX_MS = 10**14
+FUNNEL_STAGES = ("viewed", "added", "purchased")
+PRODUCT_KINDS = ("views", "purchases")
+
+_SECOND_ROW_BYTES = 1 + 11 + 4 * (1 + MAX_COUNT_DIGITS) + 2  # [second,a,b,c,d],
+_PRODUCT_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + MAX_COUNT_DIGITS + 1  # "id":n,
+_NAME_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + 4 * MAX_PRODUCT_NAME_CHARS + 3  # "id":"name",
+_MINUTE_BYTES = (64 + len(FUNNEL_STAGES) * (MAX_SKETCH_CHARS + 16)
+                 + len(PRODUCT_KINDS) * (16 + PRODUCT_CANDIDATES * _PRODUCT_ENTRY_BYTES))
+_FIXED_BYTES = 4096  # version, partition, offsets, times, totals (4 x 3 numbers), invalid reasons
+
+
+def worst_case_bytes(horizon_seconds: int) -> int:
+    """The largest encoded snapshot the limits allow for ``horizon_seconds`` of per-second rows."""
+    names = FUNNEL_MINUTES * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
+    return (_FIXED_BYTES + horizon_seconds * _SECOND_ROW_BYTES + FUNNEL_MINUTES * _MINUTE_BYTES
+            + names * _NAME_ENTRY_BYTES)
+
+
+MAX_HORIZON_SECONDS = (MAX_SNAPSHOT_BYTES - worst_case_bytes(0)) // _SECOND_ROW_BYTES // 60 * 60
+
+
+class InvalidSnapshot(ValueError):
+    """A record on the statistics topic that is not a usable snapshot."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class SnapshotTooLarge(ValueError):
+    """An encoded snapshot over :data:`MAX_SNAPSHOT_BYTES`: a broken limit, never expected."""
+
+
+class TypeTotal(NamedTuple):
+    count: int
+    units: int
+    revenue_cents: int
+
+
+class MinuteSummary(NamedTuple):
+    sketches: dict[str, HyperLogLog]  # FUNNEL_STAGES -> sessions seen at that stage in the minute
+    views: dict[str, int]
+    purchases: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One input partition's statistics as of ``next_offset``. Decoded ones are validated."""
+
+    partition: int
+    next_offset: int
+    updated_at_ms: int
+    watermark_ms: int
+    horizon_seconds: int
+    totals: dict[str, TypeTotal]
+    invalid: dict[str, int]
+    late_total: int
+    seconds: dict[int, tuple[int, int, int, int]]
+    minutes: dict[int, MinuteSummary]
+    product_names: dict[str, str]
+
+
+# -- key ---------------------------------------------------------------------------------------
+
+def snapshot_key(events_topic: str, partition: int) -> bytes:
+    return f"{events_topic}:{partition}".encode()
+
+
+def key_partition(key: bytes | None, events_topic: str) -> int | None:
+    """The input partition a key names, or None for a key of another topic or no key."""
+    prefix = f"{events_topic}:".encode()
+    if not key or not key.startswith(prefix):
+        return None
+    digits = key[len(prefix):]
+    if not digits.isdigit() or len(digits) > 6:
+        return None
+    return int(digits)
+
+
+# -- encode ------------------------------------------------------------------------------------
+
+def encode_sketch(sketch: HyperLogLog) -> str:
+    return base64.b64encode(zlib.compress(bytes(sketch.registers), 6)).decode()
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    doc = {
+        "v": VERSION,
+        "partition": snapshot.partition,
+        "next_offset": snapshot.next_offset,
+        "updated_at_ms": snapshot.updated_at_ms,
+        "watermark_ms": snapshot.watermark_ms,
+        "horizon_seconds": snapshot.horizon_seconds,
+        "totals": {name: {"count": t.count, "units": t.units, "revenue_cents": str(t.revenue_cents)}
+                   for name, t in snapshot.totals.items()},
+        "invalid": snapshot.invalid,
+        "late_total": snapshot.late_total,
+        "seconds": [[second, *counts] for second, counts in sorted(snapshot.seconds.items())],
+        "minutes": [{"minute": minute,
+                     **{stage: encode_sketch(m.sketches[stage]) for stage in FUNNEL_STAGES},
+                     "views": m.views, "purchases": m.purchases}
+                    for minute, m in sorted(snapshot.minutes.items())],
+        "product_names": snapshot.product_names,
+    }
+    raw = orjson.dumps(doc)
+    if len(raw) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotTooLarge(f"snapshot of partition {snapshot.partition} is {len(raw)} bytes, "
+                               f"over the budget of {MAX_SNAPSHOT_BYTES}")
+    return raw
+
+
+# -- decode and validate -----------------------------------------------------------------------
+
+def _fail(detail: str, reason: str = "bad_field") -> InvalidSnapshot:
+    return InvalidSnapshot(reason, detail)
+
+
+def _int(doc: Mapping, name: str, high: int = 2**63 - 1) -> int:
+    value = doc.get(name)
+    if type(value) is not int or not 0 <= value <= high:
+        raise _fail(f"{name} must be an integer from 0 to {high}")
+    return value
+
+
+def _count_map(value: object, name: str, max_entries: int, max_key: int) -> dict[str, int]:
+    if type(value) is not dict or len(value) > max_entries:
+        raise _fail(f"{name} must be an object of at most {max_entries} entries")
+    for key, count in value.items():
+        if len(key) > max_key or type(count) is not int or not 0 <= count < 2**63:
+            raise _fail(f"{name} has a bad entry")
+    return value
+
+
+def _revenue(value: object) -> int:
+    if type(value) is int and value >= 0:
+        return value  # version 1
+    if type(value) is str and 0 < len(value) <= MAX_REVENUE_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    raise _fail("revenue_cents must be a decimal string of digits")
+
+
+def decode_sketch(text: object) -> HyperLogLog:
+    """Bounded: never inflates more than one register array, whatever the input claims."""
+    if type(text) is not str or len(text) > MAX_SKETCH_CHARS:
+        raise _fail(f"a sketch must be a string of at most {MAX_SKETCH_CHARS} characters", "bad_sketch")
+    try:
+        inflater = zlib.decompressobj()
+        registers = inflater.decompress(base64.b64decode(text, validate=True), REGISTERS + 1)
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise _fail(f"sketch does not decode: {exc}", "bad_sketch") from None
+    if len(registers) != REGISTERS or not inflater.eof or inflater.unconsumed_tail:
+        raise _fail(f"a sketch must inflate to exactly {REGISTERS} registers", "bad_sketch")
+    if max(registers) > _MAX_RANK:
+        raise _fail("a sketch register is out of range", "bad_sketch")
+    return HyperLogLog(bytearray(registers))
+
+
+def _minute(doc: object) -> tuple[int, MinuteSummary]:
+    if type(doc) is not dict:
+        raise _fail("minutes[] must be objects")
+    minute = _int(doc, "minute", _MAX_MS // 60_000)
+    sketches = {stage: decode_sketch(doc.get(stage)) for stage in FUNNEL_STAGES}
+    views = _count_map(doc.get("views"), "views", PRODUCT_CANDIDATES, MAX_PRODUCT_ID_CHARS)
+    purchases = _count_map(doc.get("purchases"), "purchases", PRODUCT_CANDIDATES, MAX_PRODUCT_ID_CHARS)
+    return minute, MinuteSummary(sketches, views, purchases)
+
+
+def decode(raw: bytes | None, *, partition: int) -> Snapshot:
+    """Validate and decode the snapshot of input ``partition``; :class:`InvalidSnapshot` if it is not one."""
+    if raw is None:
+        raise _fail("empty record (a tombstone)", "empty")
+    if len(raw) > PRODUCER_MAX_MESSAGE_BYTES:
+        raise _fail(f"{len(raw)} bytes, more than any snapshot", "too_large")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _fail(str(exc)[:120], "not_json") from None
+    if type(doc) is not dict:
+        raise _fail("not a JSON object", "not_json")
+    if doc.get("v") not in READABLE_VERSIONS:
+        raise _fail(f"version {str(doc.get('v'))[:20]!r} (readable: {READABLE_VERSIONS})", "unsupported_version")
+    if doc.get("partition") != partition or type(doc.get("partition")) is not int:
+        raise _fail(f"partition {str(doc.get('partition'))[:20]} in a record for partition {partition}",
+                    "wrong_partition")
+    horizon = _int(doc, "horizon_seconds", 86_400)
+    totals_doc = doc.get("totals")
+    if type(totals_doc) is not dict or not set(totals_doc) <= set(EVENT_TYPES):
+        raise _fail("totals must be an object keyed by event type")
+    totals = {}
+    for name in EVENT_TYPES:
+        total = totals_doc.get(name, {"count": 0, "units": 0, "revenue_cents": 0})
+        if type(total) is not dict:
+            raise _fail(f"totals.{name} must be an object")
+        totals[name] = TypeTotal(_int(total, "count"), _int(total, "units"), _revenue(total.get("revenue_cents")))
+    seconds_doc = doc.get("seconds")
+    if type(seconds_doc) is not list or len(seconds_doc) > horizon + 1:
+        raise _fail("seconds must be a list of at most horizon_seconds rows")
+    seconds = {}
+    for row in seconds_doc:
+        if (type(row) is not list or len(row) != 5
+                or not all(type(x) is int and 0 <= x < 2**63 for x in row)):
+            raise _fail("seconds rows must be [second, views, adds, removes, purchases]")
+        seconds[row[0]] = (row[1], row[2], row[3], row[4])
+    minutes_doc = doc.get("minutes")
+    if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES + 1:
+        raise _fail(f"minutes must be a list of at most {FUNNEL_MINUTES + 1} buckets")
+    names = doc.get("product_names")
+    max_names = (FUNNEL_MINUTES + 1) * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
+    if type(names) is not dict or len(names) > max_names or not all(
+            type(v) is str and len(k) <= MAX_PRODUCT_ID_CHARS and len(v) <= MAX_PRODUCT_NAME_CHARS
+            for k, v in names.items()):
+        raise _fail(f"product_names must map at most {max_names} ids to names")
+    return Snapshot(
+        partition=partition,
+        next_offset=_int(doc, "next_offset"),
+        updated_at_ms=_int(doc, "updated_at_ms", _MAX_MS),
+        watermark_ms=_int(doc, "watermark_ms", _MAX_MS),
+        horizon_seconds=horizon,
+        totals=totals,
+        invalid=_count_map(doc.get("invalid"), "invalid", MAX_INVALID_REASONS, 64),
+        late_total=_int(doc, "late_total"),
+        seconds=seconds,
+        minutes=dict(_minute(m) for m in minutes_doc),
+        product_names=names,
+    )
+
+
+# -- reading the latest valid snapshots --------------------------------------------------------
+
+TAIL = 16
+InvalidCallback = Callable[[int, int, InvalidSnapshot], None]  # (partition, offset, error)
+
+
+def log_invalid(partition: int, offset: int, error: InvalidSnapshot) -> None:
+    logger.warning("skipping an invalid snapshot at partition %d offset %d: %s", partition, offset, error)
+
+
+def read_latest(reader: Consumer, topic: str, events_topic: str, partitions: list[int], *,
+                timeout: float = 30.0, on_invalid: InvalidCallback = log_invalid) -> dict[int, Snapshot | None]:
+    """``{partition: newest valid snapshot or None}``, read with ``reader`` (``read_committed``).
+
+    The newest snapshot sits in the last few offsets (the rest are transaction markers). A
+    partition's tail is widened (x4 each time) while it holds no valid snapshot, down to the
+    start of the partition; invalid records on the way are reported to ``on_invalid`` and skipped.
+    """
+    bounds = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in partitions}
+    found: dict[int, Snapshot | None] = {p: None for p in partitions}
+    tail = TAIL
+    pending = {p for p, (low, high) in bounds.items() if high > low}
+    while pending:
+        starts = {p: max(bounds[p][0], bounds[p][1] - tail) for p in pending}
+        found.update(_scan(reader, topic, events_topic, starts, {p: bounds[p][1] for p in pending}, timeout,
+                           on_invalid))
+        pending = {p for p in pending if found[p] is None and starts[p] > bounds[p][0]}
+        tail *= 4
+    return found
+
+
+def _scan(reader: Consumer, topic: str, events_topic: str, starts: dict[int, int], ends: dict[int, int],
+          timeout: float, on_invalid: InvalidCallback) -> dict[int, Snapshot | None]:
+    reader.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+    latest: dict[int, Snapshot | None] = {p: None for p in starts}
+    remaining = set(starts)
+    deadline = time.monotonic() + timeout
+    try:
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"reading snapshots of {topic} partitions {sorted(remaining)} took over {timeout:.0f} s")
+            for msg in reader.consume(num_messages=500, timeout=0.05):
+                if msg.error():
+                    logger.warning("reading snapshots: %s", msg.error())
+                    continue
+                partition = msg.partition()
+                if partition not in latest or key_partition(msg.key(), events_topic) != partition:
+                    continue  # another topic's snapshot, or a foreign record
+                try:
+                    latest[partition] = decode(msg.value(), partition=partition)
+                except InvalidSnapshot as invalid:
+                    on_invalid(partition, msg.offset(), invalid)
+            positions = reader.position([TopicPartition(topic, p) for p in remaining])
+            remaining -= {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+        return latest
+    finally:
+        reader.unassign()
