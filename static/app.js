@@ -32,7 +32,8 @@
     if (!connected) return;
     const silent = Date.now() - lastMessageAt > STALE_MS;
     if (silent || (latest && latest.health && latest.health.stale)) {
-      setConnection("stale", silent ? "stale data (no updates)" : "stale data");
+      const stuck = latest && latest.health && latest.health.pipeline === "stuck";
+      setConnection("stale", silent ? "stale data (no updates)" : stuck ? "aggregation stuck" : "stale data");
     } else {
       setConnection("live", "live");
     }
@@ -136,6 +137,14 @@
     const kafka = $("health-kafka");
     kafka.textContent = h.kafka_up ? "up" : "down";
     kafka.className = h.kafka_up ? "good" : "bad";
+    const pipeline = $("health-pipeline");
+    const PIPELINE = {
+      live: ["live", "good"], idle: ["idle (no events)", "good"], waiting: ["waiting for statistics", ""],
+      kafka_down: ["unknown (Kafka down)", "bad"],
+      stuck: ["stuck: partitions " + (h.stuck_partitions || []).join(", "), "bad"],
+    }[h.pipeline] || ["unknown", ""];
+    pipeline.textContent = PIPELINE[0];
+    pipeline.className = PIPELINE[1];
     setText("health-age", h.last_update_age_s == null ? "never" : rateFmt.format(h.last_update_age_s) + " s ago");
     setText("health-lag", h.consumer_lag == null ? "unknown" : intFmt.format(h.consumer_lag));
     setText("health-late", intFmt.format(s.late_total));

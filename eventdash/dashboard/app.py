@@ -28,8 +28,13 @@ VENDOR_FILES = {
     "uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
     "uPlot.min.css": "uplot/dist/uPlot.min.css",
 }
+# connect-src 'self' also covers ws:// and wss:// to this same host and port (CSP Level 3, as browsers do now).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-       "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+# Clients only listen: what they send is the Socket.IO connect packet, pongs and the upgrade probe (a few
+# bytes each). A larger HTTP body or WebSocket frame is refused instead of buffered (python-engineio's default
+# is 1 MB).
+MAX_CLIENT_MESSAGE_BYTES = 4096
 
 
 def detect_async_mode() -> str:
@@ -63,7 +68,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     vendor_dir = ROOT / "node_modules"
     async_mode = detect_async_mode()
     socketio = SocketIO(app, async_mode=async_mode, cors_allowed_origins=list(settings.cors_origins) or None,
-                        logger=False, engineio_logger=False)
+                        max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES, logger=False, engineio_logger=False)
     metrics = DashboardMetrics()
     live = LiveStats(settings, socketio, metrics)
     app.extensions["eventdash"] = live
@@ -105,10 +110,12 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         return send_from_directory(vendor_dir, relative, max_age=3600)
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        if request.path.startswith("/api/"):
-            return _json({"error": exc.name.lower(), "status": exc.code}, exc.code or 500)
-        return exc
+    def http_error(exc: HTTPException) -> Response:
+        # JSON on every path, not Werkzeug's HTML page; its headers (e.g. Allow on a 405) are kept.
+        response = exc.get_response()
+        response.set_data(orjson.dumps({"error": exc.name.lower(), "status": exc.code}))
+        response.mimetype = "application/json"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):

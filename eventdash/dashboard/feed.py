@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from ..config import Settings
 from ..kafka.clients import make_consumer
+from ..snapshots import InvalidSnapshot, Snapshot, decode, key_partition
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +31,30 @@ def offset_tail(count: int) -> int:
 
 
 class StatisticsFeed:
-    """Latest snapshot per partition, a version that bumps on change, and broker health."""
+    """Latest valid snapshot per input partition, a version that bumps on change, and broker health.
+
+    Records that are not valid snapshots of an input partition (corrupt, foreign, another
+    version, a key or partition outside the events topic) are skipped: counted through
+    ``on_skip(reason)`` and logged once per partition and reason. The last good snapshot of
+    each partition stays, so state is bounded by the number of input partitions.
+    """
 
     def __init__(self, settings: Settings, sleep: Callable[[float], None],
-                 on_snapshot: Callable[[], None] = lambda: None):
+                 on_snapshot: Callable[[], None] = lambda: None, on_skip: Callable[[str], None] = lambda reason: None,
+                 input_partitions: Callable[[], int | None] = lambda: None):
         self.settings = settings
         self._sleep = sleep
         self._on_snapshot = on_snapshot
-        self.snapshots: dict[int, dict] = {}
+        self._on_skip = on_skip
+        self._input_partitions = input_partitions
+        self._logged_skips: set[tuple[int, str]] = set()  # at most partitions x reasons
+        self.snapshots: dict[int, Snapshot] = {}
         self.version = 0
         self.broker_up = False
         self.broker_checked_at = 0.0
         self.last_error: str | None = None
         self.records_read = 0
         self._running = False
-        self._key_prefix = f"{settings.events_topic}:".encode()
 
     def stop(self) -> None:
         self._running = False
@@ -80,22 +90,31 @@ class StatisticsFeed:
         if error is not None:
             logger.warning("statistics feed: %s", error)
             return
-        key = msg.key() or b""
-        if not key.startswith(self._key_prefix):
-            return
+        self.broker_up = True
+        self.broker_checked_at = time.monotonic()
+        partition = key_partition(msg.key(), self.settings.events_topic)
+        if partition is None:
+            return  # another events topic's snapshot (topics can be shared), or no key at all
+        input_partitions = self._input_partitions()
         try:
-            snapshot = orjson.loads(msg.value())
-            partition = int(snapshot["partition"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            logger.warning("ignoring malformed snapshot at %s[%d]@%d: %s", msg.topic(), msg.partition(),
-                           msg.offset(), exc)
+            if partition != msg.partition() or (input_partitions is not None and partition >= input_partitions):
+                raise InvalidSnapshot("foreign_partition", f"key {msg.key()[:40]!r} on partition {msg.partition()}")
+            snapshot = decode(msg.value(), partition=partition)
+        except InvalidSnapshot as invalid:
+            self._skip(msg, invalid)
             return
         self.records_read += 1
         self._on_snapshot()
         self.snapshots[partition] = snapshot
         self.version += 1
-        self.broker_up = True
-        self.broker_checked_at = time.monotonic()
+
+    def _skip(self, msg, invalid: InvalidSnapshot) -> None:
+        self._on_skip(invalid.reason)
+        seen = (msg.partition(), invalid.reason)
+        if seen not in self._logged_skips:
+            self._logged_skips.add(seen)
+            logger.warning("skipping invalid snapshots on %s[%d] (first at offset %d, further ones are only "
+                           "counted): %s", msg.topic(), msg.partition(), msg.offset(), invalid)
 
     def _on_client_stats(self, stats_json: str) -> None:
         """librdkafka's statistics say whether any real broker connection is up."""

@@ -10,6 +10,8 @@ from ..config import Settings
 from ..observability.metrics import DashboardMetrics
 from ..stats.view import build_view
 from .feed import StatisticsFeed
+from .lag import INTERVAL_SECONDS as LAG_INTERVAL_SECONDS
+from .lag import GroupLagMonitor
 from .supervisor_status import program_states
 
 logger = logging.getLogger(__name__)
@@ -25,11 +27,15 @@ class LiveStats:
         self.settings = settings
         self.socketio = socketio
         self.metrics = metrics
-        self.feed = StatisticsFeed(settings, socketio.sleep, on_snapshot=metrics.snapshots.inc)
+        self.lag_monitor = GroupLagMonitor(settings)
+        self.feed = StatisticsFeed(settings, socketio.sleep, on_snapshot=metrics.snapshots.inc,
+                                   on_skip=lambda reason: metrics.snapshots_skipped.labels(reason=reason).inc(),
+                                   input_partitions=lambda: self.lag_monitor.partitions)
         self.programs: list[dict] = []
         self._cache: tuple[tuple, dict] | None = None
 
     def start(self) -> None:
+        self.lag_monitor.start()
         self.socketio.start_background_task(self.feed.run)
         self.socketio.start_background_task(self._broadcast_loop)
         if self.settings.supervisor_socket:
@@ -48,20 +54,47 @@ class LiveStats:
         return view
 
     def health(self, view: dict, now_ms: int) -> dict:
+        """Kafka reachable, every partition's statistics advancing (a live aggregator commits each
+        partition at least every ``HEARTBEAT_SECONDS``, input or not), and the group's lag."""
+        stale_ms = self.settings.stale_after_seconds * 1000
         updated = view["updated_at_ms"]
         age = None if updated is None else max(0.0, (now_ms - updated) / 1000)
-        lags = {str(p): s["lag"] for p, s in self.feed.snapshots.items() if s.get("lag") is not None}
-        self.metrics.kafka_up.set(1 if self.feed.broker_up else 0)
+        reading = self.lag_monitor.reading
+        if reading is not None and time.monotonic() - reading.measured_at > 3 * LAG_INTERVAL_SECONDS + 10:
+            reading = None  # too old to speak for now
+        lags = reading.by_partition if reading is not None else {}
+        snapshots = self.feed.snapshots
+        # Stuck: a partition whose statistics stopped advancing, or one with input but no statistics.
+        stuck = sorted({p for p, snap in snapshots.items() if now_ms - snap.updated_at_ms > stale_ms}
+                       | {p for p, lag in lags.items() if lag > 0 and p not in snapshots})
+        kafka_up = self.feed.broker_up
+        if not kafka_up:
+            pipeline = "kafka_down"
+        elif stuck:
+            pipeline = "stuck"
+        elif not snapshots:
+            pipeline = "waiting"
+        elif view["events_per_second"] == 0 and not any(lags.values()):
+            pipeline = "idle"
+        else:
+            pipeline = "live"
+        self.metrics.kafka_up.set(1 if kafka_up else 0)
+        self.metrics.pipeline_stuck.set(1 if stuck else 0)
         if age is not None:
             self.metrics.update_age.set(age)
         for partition, lag in lags.items():
-            self.metrics.lag.labels(partition=partition).set(lag)
+            self.metrics.lag.labels(partition=str(partition)).set(lag)
         return {
-            "kafka_up": self.feed.broker_up,
+            "kafka_up": kafka_up,
+            "pipeline": pipeline,
+            "stuck_partitions": stuck,
             "last_update_age_s": None if age is None else round(age, 1),
-            "stale": age is None or age > self.settings.stale_after_seconds or not self.feed.broker_up,
-            "consumer_lag": sum(lags.values()) if lags else None,
-            "consumer_lag_by_partition": lags,
+            "oldest_update_age_s": (None if view["oldest_update_ms"] is None
+                                    else round(max(0.0, (now_ms - view["oldest_update_ms"]) / 1000), 1)),
+            "stale": not kafka_up or bool(stuck) or age is None,
+            "consumer_lag": reading.total if reading is not None else None,
+            "consumer_lag_by_partition": {str(p): lag for p, lag in sorted(lags.items())},
+            "lag_error": self.lag_monitor.error,
             "programs": self.programs,
         }
 
@@ -71,9 +104,9 @@ class LiveStats:
         if not self.feed.snapshots:
             return False, f"no statistics read from {self.settings.statistics_topic} yet"
         health = self.view(series_seconds=0)["health"]
-        if health["stale"]:
-            return False, (f"statistics are {health['last_update_age_s']} s old "
-                           f"(EVENTDASH_STALE_AFTER_SECONDS={self.settings.stale_after_seconds:g})")
+        if health["stuck_partitions"]:
+            return False, (f"aggregation stuck: statistics of partitions {health['stuck_partitions']} are older "
+                           f"than EVENTDASH_STALE_AFTER_SECONDS={self.settings.stale_after_seconds:g} s")
         return True, "ok"
 
     def _broadcast_loop(self) -> None:

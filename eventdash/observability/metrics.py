@@ -67,11 +67,18 @@ class DashboardMetrics:
                                   registry=self.registry)
         self.snapshots = Counter("eventdash_dashboard_snapshots_read_total", "snapshots read from Kafka",
                                  registry=self.registry)
+        self.snapshots_skipped = Counter("eventdash_dashboard_snapshots_skipped_total",
+                                         "records on the statistics topic that are not valid snapshots", ["reason"],
+                                         registry=self.registry)
+        self.pipeline_stuck = Gauge("eventdash_dashboard_pipeline_stuck",
+                                    "1 while some input partition's statistics have stopped advancing",
+                                    registry=self.registry)
         self.update_age = Gauge("eventdash_dashboard_last_update_age_seconds",
                                 "Seconds since the statistics last changed", registry=self.registry)
         self.kafka_up = Gauge("eventdash_dashboard_kafka_up", "1 when a broker connection is up",
                               registry=self.registry)
-        self.lag = Gauge("eventdash_consumer_lag_records", "Aggregator lag per input partition",
+        self.lag = Gauge("eventdash_consumer_lag_records",
+                         "Records of each input partition not yet aggregated (end offset - group's committed offset)",
                          ["partition"], registry=self.registry)
 
 

@@ -1,0 +1,54 @@
+"""Real OS threads inside a monkey-patched (eventlet or gevent) dashboard.
+
+Blocking librdkafka calls would stall the event loop, so they run on a native thread of their
+own. Such a thread touches no green primitive: it uses the original ``sleep`` and hands its
+results over by plain attribute assignment (atomic under the GIL); it never logs.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+
+def _patched_by() -> str | None:
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("time"):
+            return "gevent"
+    if "eventlet" in sys.modules:
+        import eventlet.patcher
+
+        if eventlet.patcher.is_monkey_patched("time"):
+            return "eventlet"
+    return None
+
+
+def start_native_thread(target: Callable[[], None]) -> None:
+    library = _patched_by()
+    if library == "gevent":
+        from gevent import monkey
+
+        monkey.get_original("_thread", "start_new_thread")(target, ())
+    elif library == "eventlet":
+        import eventlet.patcher
+
+        eventlet.patcher.original("_thread").start_new_thread(target, ())
+    else:
+        import _thread
+
+        _thread.start_new_thread(target, ())
+
+
+def native_sleep() -> Callable[[float], None]:
+    library = _patched_by()
+    if library == "gevent":
+        from gevent import monkey
+
+        return monkey.get_original("time", "sleep")
+    if library == "eventlet":
+        import eventlet.patcher
+
+        return eventlet.patcher.original("time").sleep
+    return time.sleep
