@@ -217,10 +217,12 @@ def decode_sketch(text: object) -> HyperLogLog:
     return HyperLogLog(bytearray(registers))
 
 
-def _minute(doc: object) -> tuple[int, MinuteSummary]:
+def _minute(doc: object, newest_minute: int) -> tuple[int, MinuteSummary]:
     if type(doc) is not dict:
         raise _fail("minutes[] must be objects")
     minute = _int(doc, "minute", _MAX_MS // 60_000)
+    if not newest_minute - FUNNEL_MINUTES < minute <= newest_minute:
+        raise _fail(f"minute {minute} is outside the {FUNNEL_MINUTES} minutes up to the watermark")
     sketches = {stage: decode_sketch(doc.get(stage)) for stage in FUNNEL_STAGES}
     views = _count_map(doc.get("views"), "views", PRODUCT_CANDIDATES, MAX_PRODUCT_ID_CHARS)
     purchases = _count_map(doc.get("purchases"), "purchases", PRODUCT_CANDIDATES, MAX_PRODUCT_ID_CHARS)
@@ -239,12 +241,14 @@ def decode(raw: bytes | None, *, partition: int) -> Snapshot:
         raise _fail(str(exc)[:120], "not_json") from None
     if type(doc) is not dict:
         raise _fail("not a JSON object", "not_json")
-    if doc.get("v") not in READABLE_VERSIONS:
+    if type(doc.get("v")) is not int or doc["v"] not in READABLE_VERSIONS:
         raise _fail(f"version {str(doc.get('v'))[:20]!r} (readable: {READABLE_VERSIONS})", "unsupported_version")
     if doc.get("partition") != partition or type(doc.get("partition")) is not int:
         raise _fail(f"partition {str(doc.get('partition'))[:20]} in a record for partition {partition}",
                     "wrong_partition")
     horizon = _int(doc, "horizon_seconds", 86_400)
+    watermark_ms = _int(doc, "watermark_ms", _MAX_MS)
+    newest_second = watermark_ms // 1000
     totals_doc = doc.get("totals")
     if type(totals_doc) is not dict or not set(totals_doc) <= set(EVENT_TYPES):
         raise _fail("totals must be an object keyed by event type")
@@ -262,6 +266,8 @@ def decode(raw: bytes | None, *, partition: int) -> Snapshot:
         if (type(row) is not list or len(row) != 5
                 or not all(type(x) is int and 0 <= x < 2**63 for x in row)):
             raise _fail("seconds rows must be [second, views, adds, removes, purchases]")
+        if not newest_second - horizon < row[0] <= newest_second:
+            raise _fail(f"second {row[0]} is outside the horizon up to the watermark")
         seconds[row[0]] = (row[1], row[2], row[3], row[4])
     minutes_doc = doc.get("minutes")
     if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES + 1:
@@ -276,13 +282,13 @@ def decode(raw: bytes | None, *, partition: int) -> Snapshot:
         partition=partition,
         next_offset=_int(doc, "next_offset"),
         updated_at_ms=_int(doc, "updated_at_ms", _MAX_MS),
-        watermark_ms=_int(doc, "watermark_ms", _MAX_MS),
+        watermark_ms=watermark_ms,
         horizon_seconds=horizon,
         totals=totals,
         invalid=_count_map(doc.get("invalid"), "invalid", MAX_INVALID_REASONS, 64),
         late_total=_int(doc, "late_total"),
         seconds=seconds,
-        minutes=dict(_minute(m) for m in minutes_doc),
+        minutes=dict(_minute(m, newest_second // 60) for m in minutes_doc),
         product_names=names,
     )
 

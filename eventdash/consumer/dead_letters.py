@@ -37,6 +37,11 @@ class DeadLetter(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
+def _utf8_prefix(text: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``text`` as UTF-8, never ending in a split character."""
+    return text.encode(errors="replace")[:limit].decode(errors="ignore").encode()
+
+
 def _bounded(name: str, data: bytes | None, limit: int, headers: list[tuple[str, bytes]],
              truncated: list[str]) -> bytes | None:
     if data is None or len(data) <= limit:
@@ -65,14 +70,14 @@ def build_dead_letter(msg: Message, reason: str, detail: str, error_class: str |
     headers = _original_headers(msg, truncated)
     headers += [
         ("eventdash.error.reason", reason.encode()),
-        ("eventdash.error.detail", detail.encode(errors="replace")[:MAX_DETAIL_BYTES]),
+        ("eventdash.error.detail", _utf8_prefix(detail, MAX_DETAIL_BYTES)),
         ("eventdash.source.topic", msg.topic().encode()),
         ("eventdash.source.partition", str(msg.partition()).encode()),
         ("eventdash.source.offset", str(msg.offset()).encode()),
         ("eventdash.source.timestamp", str(msg.timestamp()[1]).encode()),
     ]
     if error_class is not None:
-        headers.append(("eventdash.error.class", error_class.encode(errors="replace")[:200]))
+        headers.append(("eventdash.error.class", _utf8_prefix(error_class, 200)))
     value = _bounded("value", msg.value(), MAX_VALUE_BYTES, headers, truncated)
     key = _bounded("key", msg.key(), MAX_KEY_BYTES, headers, truncated)
     if truncated:
