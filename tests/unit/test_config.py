@@ -37,6 +37,10 @@ def test_values_are_parsed():
     ("EVENTDASH_WORKER_CLASS", "threads"),
     ("EVENTDASH_CORS_ORIGINS", "example.com"),
     ("EVENTDASH_SNAPSHOT_INTERVAL_MS", "0"),
+    ("EVENTDASH_HORIZON_SECONDS", "86400"),  # past the snapshot budget (MAX_HORIZON_SECONDS)
+    ("EVENTDASH_TOP_N", "100"),  # more rows than the per-minute product candidates support
+    ("EVENTDASH_STALE_AFTER_SECONDS", "1"),  # below two aggregator heartbeats
+    ("EVENTDASH_METRICS_HOST", "0.0.0.0 ; rm"),
 ])
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(ConfigError) as info:
@@ -96,3 +100,25 @@ def test_a_busy_metrics_port_is_a_configuration_error():
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"^EVENTDASH_CONSUMER_METRICS_PORT={port} is invalid: cannot listen"):
             serve(ConsumerMetrics().registry, port, "EVENTDASH_CONSUMER_METRICS_PORT", host="127.0.0.1")
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"EVENTDASH_DLQ_TOPIC": "event_statistics"}, "the three topics must be distinct"),
+    ({"EVENTDASH_STATISTICS_TOPIC": "events"}, "the three topics must be distinct"),
+    ({"EVENTDASH_FUTURE_TOLERANCE_MS": "900000"}, "EVENTDASH_FUTURE_TOLERANCE_MS=900000 is invalid"),
+    ({"EVENTDASH_HORIZON_SECONDS": "60", "EVENTDASH_FUTURE_TOLERANCE_MS": "60000"},
+     "smaller than EVENTDASH_HORIZON_SECONDS=60"),
+    ({"EVENTDASH_PORT": "9102"}, "EVENTDASH_CONSUMER_METRICS_PORT=9102 is invalid: EVENTDASH_PORT uses the same"),
+    ({"EVENTDASH_PRODUCER_METRICS_PORT": "9102"},
+     "EVENTDASH_CONSUMER_METRICS_PORT=9102 is invalid: EVENTDASH_PRODUCER_METRICS_PORT uses the same"),
+])
+def test_settings_are_cross_checked(env, named):
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_metrics_bind_to_loopback_unless_told_otherwise():
+    assert Settings.from_env({}).metrics_host == "127.0.0.1"
+    assert Settings.from_env({"EVENTDASH_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
+    assert Settings.from_env({"EVENTDASH_PRODUCER_METRICS_PORT": "0", "EVENTDASH_CONSUMER_METRICS_PORT": "0",
+                              "EVENTDASH_PORT": "5002"}).dashboard_port == 5002  # 0 = off never collides
