@@ -1,11 +1,15 @@
 """``make dev``: ZooKeeper, Kafka, then supervisord with the three programs, in the foreground.
 
-Ctrl-C or SIGTERM stops supervisord (which stops its programs as process groups), then Kafka,
-then ZooKeeper. Kafka's data lives in ``.run/kafka`` and survives restarts of ``make dev``.
+Ctrl-C or SIGTERM stops supervisord (which stops its programs one after another, each within
+its own deadline), then Kafka, then ZooKeeper: at most ``STOP_BUDGET_SECONDS`` in all, whatever
+state the stack is in. A second Ctrl-C kills everything at once. Kafka's data lives in
+``.run/kafka`` and survives any stop, a SIGKILL of every process included: the next start waits
+for ZooKeeper to expire a killed broker's registration.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -20,6 +24,13 @@ from .localkafka import ROOT, LocalKafka
 from .readiness import NotReady, wait_until
 
 logger = logging.getLogger(__name__)
+
+# Each program stops within 6 s of SIGTERM (eventdash.__main__), in practice the producer within
+# 3 s (its flush) and the dashboard within 4 s (gunicorn's graceful timeout): 13 s for supervisord.
+SUPERVISORD_STOP_SECONDS = 13
+KAFKA_STOP_SECONDS = 1.5  # past this, SIGKILL: Kafka recovers its log at the next start
+ZOOKEEPER_STOP_SECONDS = 0.5
+STOP_BUDGET_SECONDS = SUPERVISORD_STOP_SECONDS + KAFKA_STOP_SECONDS + ZOOKEEPER_STOP_SECONDS
 
 
 def _port_free(port: int) -> bool:
@@ -40,8 +51,21 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
             logger.error("port %d for %s is in use: is another `make dev` or Kafka running?", port, name)
             return 1
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    children: list = []  # supervisord, then Kafka's processes once started
+
+    def on_signal(signum, _frame) -> None:
+        if not stop.is_set():
+            logger.info("stopping (at most %.0f s; Ctrl-C again to kill everything at once)", STOP_BUDGET_SECONDS)
+            stop.set()
+            if not children:
+                raise KeyboardInterrupt  # still starting Kafka: abandon the start, stop what runs
+            return
+        logger.warning("killing everything now")
+        for proc in children:
+            processes.kill_group(proc)
+        kafka.kill()
+        os._exit(130)
+
     home = home.resolve()
     conf = home / "deploy" / "supervisord.conf"
     if home != ROOT:
@@ -49,6 +73,8 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
         shutil.copyfile(ROOT / "deploy" / "supervisord.conf", conf)
     (home / ".run").mkdir(exist_ok=True)
     kafka = LocalKafka(home / ".run" / "kafka", kafka_port=kafka_port, zookeeper_port=zookeeper_port)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     supervisord = None
     try:
         kafka.start()
@@ -58,6 +84,7 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
         supervisord = processes.spawn(
             [str(Path(sys.executable).parent / "supervisord"), "-c", str(conf)],
             env=env, cwd=str(ROOT), stdout=None, stderr=None)
+        children.append(supervisord)
         threading.Thread(target=_announce, args=(dashboard_port, stop, supervisord), daemon=True).start()
         while not stop.wait(0.5):
             if supervisord.poll() is not None:
@@ -65,10 +92,15 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
                 return 1
         logger.info("stopping supervisord and its programs")
         return 0
+    except NotReady as exc:
+        logger.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     finally:
         if supervisord is not None:
-            processes.stop_group(supervisord, name="supervisord", timeout=90)
-        kafka.stop()
+            processes.stop_group(supervisord, name="supervisord", timeout=SUPERVISORD_STOP_SECONDS)
+        kafka.stop(kafka_timeout=KAFKA_STOP_SECONDS, zookeeper_timeout=ZOOKEEPER_STOP_SECONDS)
         logger.info("everything stopped")
 
 

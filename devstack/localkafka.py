@@ -16,11 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import processes
-from .readiness import free_port, wait_until, zookeeper_serving
+from .readiness import free_port, wait_until, zookeeper_ephemeral_paths, zookeeper_serving
 
 logger = logging.getLogger(__name__)
 
 KAFKA_VERSION = "3.9.2"
+BROKER_ID = 0
+# The broker's ZooKeeper session: after a broker is killed, ZooKeeper keeps its registration this
+# long (counted while ZooKeeper runs) and a new broker with the same id cannot start before.
+ZOOKEEPER_SESSION_MS = 6000
+# A registration left by an earlier version of this file (18 s sessions) or an unknown broker.
+STALE_REGISTRATION_WAIT_SECONDS = 45
 ROOT = Path(__file__).resolve().parent.parent
 POM = Path(__file__).resolve().parent / "pom.xml"
 CACHE = Path(os.environ.get("EVENTDASH_KAFKA_CACHE", ROOT / ".cache" / f"kafka-{KAFKA_VERSION}"))
@@ -100,15 +106,23 @@ class LocalKafka:
         if proc is not None:
             processes.stop_group(proc, name="kafka", timeout=60)
 
+    def kill(self) -> None:
+        """SIGKILL the broker and ZooKeeper at once: a power cut. The next start must cope."""
+        for name in ("kafka", "zookeeper"):
+            proc = self._procs.pop(name, None)
+            if proc is not None:
+                processes.kill_group(proc)
+
     def start_broker(self, timeout: float = 120.0) -> None:
         """Start the broker again on the same port with the same data."""
         self._start_kafka(fetch_jars(), timeout)
 
-    def stop(self) -> None:
-        for name in ("kafka", "zookeeper"):
+    def stop(self, kafka_timeout: float = 30, zookeeper_timeout: float = 30) -> None:
+        """SIGTERM the broker, then ZooKeeper; SIGKILL either past its timeout (Kafka recovers its log)."""
+        for name, timeout in (("kafka", kafka_timeout), ("zookeeper", zookeeper_timeout)):
             proc = self._procs.pop(name, None)
             if proc is not None:
-                processes.stop_group(proc, name=name, timeout=30)
+                processes.stop_group(proc, name=name, timeout=timeout)
 
     def __enter__(self) -> LocalKafka:
         return self.start()
@@ -147,9 +161,16 @@ class LocalKafka:
     def _exited(self, name: str):
         def check() -> str | None:
             proc = self._procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                return f"{name} exited with code {proc.returncode}:\n{self.log_tail(name)}"
-            return None
+            if proc is None or proc.poll() is None:
+                return None
+            log = self.log_tail(name, 200)
+            if "NodeExistsException" in log:
+                return (f"{name} exited with code {proc.returncode}: ZooKeeper still holds the registration of "
+                        f"an earlier broker {BROKER_ID} (one that did not stop cleanly). Start again: the next "
+                        f"start waits for that session to expire. Log: {self._logs.get(name)}")
+            lines = [line for line in log.splitlines() if not line.startswith(("\tat ", "\t... "))]
+            return (f"{name} exited with code {proc.returncode}; last lines of {self._logs.get(name)} "
+                    "(Java stack frames left out):\n" + "\n".join(lines[-15:]))
         return check
 
     def _start_zookeeper(self, libs: Path, timeout: float) -> None:
@@ -157,17 +178,35 @@ class LocalKafka:
         data.mkdir(exist_ok=True)
         self._java("zookeeper", libs, "org.apache.zookeeper.server.quorum.QuorumPeerMain", (
             f"dataDir={data}\nclientPort={self.zookeeper_port}\nclientPortAddress=127.0.0.1\n"
-            "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=srvr,ruok\n"
+            "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=srvr,ruok,dump\n"
         ))
         wait_until(lambda: zookeeper_serving("127.0.0.1", self.zookeeper_port),
                    what=f"ZooKeeper on 127.0.0.1:{self.zookeeper_port} to answer 'srvr'",
                    timeout=timeout, alive=self._exited("zookeeper"))
 
+    def _wait_for_stale_registration(self) -> None:
+        """A broker that was killed (power cut, SIGKILL) stays registered in ZooKeeper until its
+        session expires, counted while ZooKeeper runs; a new broker with its id would die with
+        ``NodeExistsException``. Wait for the expiry instead."""
+        path = f"/brokers/ids/{BROKER_ID}"
+
+        def registered() -> bool:
+            return path in zookeeper_ephemeral_paths("127.0.0.1", self.zookeeper_port)
+
+        if not registered():
+            return
+        logger.info("ZooKeeper still holds the registration of a broker that did not stop cleanly; "
+                    "waiting for its session to expire (at most %d s)", STALE_REGISTRATION_WAIT_SECONDS)
+        wait_until(lambda: not registered(), what=f"ZooKeeper to expire the stale registration {path}",
+                   timeout=STALE_REGISTRATION_WAIT_SECONDS, alive=self._exited("zookeeper"))
+
     def _start_kafka(self, libs: Path, timeout: float) -> None:
         data = self.work_dir / "kafka-logs"
         data.mkdir(exist_ok=True)
+        self._wait_for_stale_registration()
         self._java("kafka", libs, "kafka.Kafka", (
-            "broker.id=0\n"
+            f"broker.id={BROKER_ID}\n"
+            f"zookeeper.session.timeout.ms={ZOOKEEPER_SESSION_MS}\n"
             f"listeners=PLAINTEXT://127.0.0.1:{self.kafka_port}\n"
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.kafka_port}\n"
             f"zookeeper.connect=127.0.0.1:{self.zookeeper_port}\n"

@@ -59,3 +59,12 @@ def stop_group(proc: subprocess.Popen, *, name: str, timeout: float = 20.0) -> N
         except ProcessLookupError:
             pass
         proc.wait(5)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group at once."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)

@@ -62,3 +62,13 @@ def zookeeper_serving(host: str, port: int) -> bool:
         s.sendall(b"srvr")
         reply = s.recv(4096)
     return b"Mode:" in reply
+
+
+def zookeeper_ephemeral_paths(host: str, port: int) -> str:
+    """ZooKeeper's ``dump`` four-letter command: the live sessions' ephemeral nodes, as text."""
+    with socket.create_connection((host, port), timeout=2) as s:
+        s.sendall(b"dump")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")

@@ -17,12 +17,30 @@ from .logging_setup import configure_logging
 logger = logging.getLogger(__name__)
 
 
-def _stop_on_signals() -> threading.Event:
+SHUTDOWN_DEADLINE_SECONDS = 6.0  # supervisord's stopwaitsecs for each program leave room above this
+EXIT_SHUTDOWN_DEADLINE = 75
+
+
+def _stop_on_signals(deadline_seconds: float = SHUTDOWN_DEADLINE_SECONDS) -> threading.Event:
+    """SIGTERM/SIGINT set the returned event; the program then has ``deadline_seconds`` to finish
+    (every step it takes has its own shorter deadline); past that, or on a second signal, it
+    exits at once. Whatever it had not committed is redone by the next start: nothing is lost."""
     stop = threading.Event()
 
+    def force_exit(reason: str) -> None:
+        logger.critical("%s: exiting now without finishing in-flight work (the next start redoes it)", reason)
+        logging.shutdown()
+        os._exit(EXIT_SHUTDOWN_DEADLINE)
+
     def handle(signum, _frame):
-        logger.info("received %s, finishing in-flight work", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            force_exit(f"second {name}")
+        logger.info("received %s, finishing in-flight work (at most %.0f s)", name, deadline_seconds)
         stop.set()
+        timer = threading.Timer(deadline_seconds, force_exit, args=(f"not stopped within {deadline_seconds:.0f} s",))
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -60,7 +78,7 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
         "--worker-class", settings.worker_class,
         "--workers", "1",
         "--bind", f"{settings.dashboard_host}:{settings.dashboard_port}",
-        "--graceful-timeout", "10",
+        "--graceful-timeout", "3",
         "--access-logfile", "-" if args.access_log else "/dev/null",
         "--error-logfile", "-",
         "eventdash.dashboard.app:create_app()",

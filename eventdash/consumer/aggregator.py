@@ -122,14 +122,13 @@ class Aggregator:
             if self.checkpoint is not None:
                 self.checkpoint.close()
         finally:
-            # Each step has its own deadline: a hung broker cannot hold the stop past supervisord's
-            # stopwaitsecs.
+            # The transaction step has its own deadline, and the whole stop the program's (6 s,
+            # eventdash.__main__): a hung broker cannot hold it past supervisord's stopwaitsecs.
             if self.consumer is not None:
-                with watchdog("consumer.close", 15):
-                    self.consumer.close()  # a dynamic member leaves the group: its partitions move at once
+                self.consumer.close()  # a dynamic member leaves the group: its partitions move at once
             if self.reader is not None:
                 self.reader.close()
-            remaining = producer.flush(5)
+            remaining = producer.flush(1)
             checkpoint = self.checkpoint
             logger.info("consumer stopped: %d transactions committed, %d aborted%s",
                         checkpoint.committed if checkpoint else 0, checkpoint.aborted if checkpoint else 0,

@@ -37,6 +37,7 @@ TRANSACTION_DEADLINE_SECONDS = 30.0
 HUNG_CALL_SECONDS = TRANSACTION_DEADLINE_SECONDS + 15
 EXIT_HUNG = 75
 RETRY_BACKOFF_SECONDS = 0.5
+CLOSE_DEADLINE_SECONDS = 3.0  # at shutdown: the whole program has 6 s (eventdash.__main__)
 
 
 class TransactionAborted(Exception):
@@ -158,7 +159,7 @@ class Checkpoint:
             return elapsed >= self.interval_seconds
         return bool(self.states) and elapsed >= self.heartbeat_seconds
 
-    def commit(self) -> None:
+    def commit(self, deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> None:
         """Publish the changed (or, as a heartbeat, all) snapshots with the input offsets, atomically."""
         partitions = sorted(self.dirty or self.states)
         self.begin()
@@ -180,14 +181,15 @@ class Checkpoint:
             metadata = self.group_metadata()
             retry_transaction_op(
                 lambda timeout: self.producer.send_offsets_to_transaction(offsets, metadata, timeout),
-                "send_offsets_to_transaction", stop=self.stop)
-            retry_transaction_op(self.producer.commit_transaction, "commit_transaction", stop=self.stop)
+                "send_offsets_to_transaction", stop=self.stop, deadline_seconds=deadline_seconds)
+            retry_transaction_op(self.producer.commit_transaction, "commit_transaction", stop=self.stop,
+                                 deadline_seconds=deadline_seconds)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if is_fatal(error) or not error.txn_requires_abort():
                 raise
             logger.warning("transaction aborted (%s); rewinding to the last committed snapshots", error)
-            self.abort()
+            self.abort(deadline_seconds)
             raise TransactionAborted(str(error)) from None
         self.in_transaction = False
         self.dirty.clear()
@@ -196,21 +198,22 @@ class Checkpoint:
         self.metrics.snapshots.inc(len(partitions))
         self.metrics.commits.inc()
 
-    def abort(self) -> None:
+    def abort(self, deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> None:
         """Abort the open transaction; the caller must rewind every state (see :class:`TransactionAborted`)."""
         if self.in_transaction:
-            retry_transaction_op(self.producer.abort_transaction, "abort_transaction", stop=self.stop)
+            retry_transaction_op(self.producer.abort_transaction, "abort_transaction", stop=self.stop,
+                                 deadline_seconds=deadline_seconds)
             self.aborted += 1
             self.metrics.aborts.inc()
         self.in_transaction = False
         self.dirty.clear()
 
-    def close(self) -> None:
-        """At shutdown: commit what changed, or abort an empty transaction. Never raises."""
+    def close(self, deadline_seconds: float = CLOSE_DEADLINE_SECONDS) -> None:
+        """At shutdown: commit what changed, or abort an empty transaction, within the deadline. Never raises."""
         try:
             if self.in_transaction and self.dirty:
-                self.commit()
+                self.commit(deadline_seconds)
             else:
-                self.abort()
+                self.abort(deadline_seconds)
         except (KafkaException, TransactionAborted) as exc:
             logger.warning("could not finish the last transaction at shutdown (the next start redoes it): %s", exc)

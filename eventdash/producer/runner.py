@@ -44,6 +44,9 @@ class DeliveryReport:
         return on_delivery
 
 
+STOP_FLUSH_SECONDS = 3.0
+
+
 def run_producer(settings: Settings, *, count: int | None = None, rate: float | None = None,
                  stop: threading.Event | None = None) -> DeliveryReport:
     """Produce ``count`` events (or until ``stop`` is set); return what the broker acknowledged."""
@@ -71,10 +74,11 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
                                       on_delivery=on_delivery[event["type"]])
             sent += 1
     finally:
-        remaining = producer.flush(30)
+        # Stopped: a short flush (what is left is reported, not hidden). Counted run: wait for all.
+        remaining = producer.flush(STOP_FLUSH_SECONDS if stop.is_set() else 30)
         while remaining and not stop.is_set():
             logger.warning("%d events still waiting for delivery", remaining)
-            remaining = producer.flush(30)
+            remaining = producer.flush(STOP_FLUSH_SECONDS)
         if remaining:
             report.failed += remaining
             report.first_error = report.first_error or f"{remaining} events undelivered at shutdown"
