@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -38,7 +37,8 @@ class Settings:
     producer_seed: int | None = None
     # consumer / statistics engine
     consumer_group: str = "eventdash-aggregator"
-    transactional_id: str = ""
+    instance: str | None = None  # None: the lowest free number on this host (consumer/identity.py)
+    transactional_id: str = ""  # "": eventdash-aggregator-<hostname>-<instance>
     snapshot_interval_ms: int = 250
     horizon_seconds: int = 900
     future_tolerance_ms: int = 60_000
@@ -64,7 +64,6 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = _Env(os.environ if environ is None else environ)
-        instance = env.text("EVENTDASH_INSTANCE", "0", _ID)
         settings = cls(
             bootstrap_servers=env.parse("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers, _bootstrap),
             events_topic=env.text("EVENTDASH_EVENTS_TOPIC", cls.events_topic, _TOPIC_NAME),
@@ -75,8 +74,9 @@ class Settings:
             rate=env.number("EVENTDASH_RATE", cls.rate, 0.0, 1_000_000.0),
             producer_seed=env.optional_integer("EVENTDASH_PRODUCER_SEED"),
             consumer_group=env.text("EVENTDASH_CONSUMER_GROUP", cls.consumer_group, _ID),
-            transactional_id=env.text(
-                "EVENTDASH_TRANSACTIONAL_ID", f"eventdash-aggregator-{socket.gethostname()}-{instance}", _ID),
+            instance=env.text("EVENTDASH_INSTANCE", "", _ID) if env.raw("EVENTDASH_INSTANCE", "") else None,
+            transactional_id=env.text("EVENTDASH_TRANSACTIONAL_ID", "", _ID)
+            if env.raw("EVENTDASH_TRANSACTIONAL_ID", "") else "",
             snapshot_interval_ms=env.integer("EVENTDASH_SNAPSHOT_INTERVAL_MS", cls.snapshot_interval_ms, 10, 60_000),
             horizon_seconds=env.integer("EVENTDASH_HORIZON_SECONDS", cls.horizon_seconds, 60, MAX_HORIZON_SECONDS),
             future_tolerance_ms=env.integer("EVENTDASH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms, 0, 86_400_000),

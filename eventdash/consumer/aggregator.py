@@ -35,6 +35,7 @@ from ..snapshots import HEARTBEAT_SECONDS, PRODUCER_MAX_MESSAGE_BYTES, InvalidSn
 from ..stats.partition_state import PartitionStats
 from .checkpoint import Checkpoint, TransactionAborted, is_fatal, watchdog
 from .dead_letters import INTERNAL_ERROR, build_dead_letter
+from .identity import claim_transactional_id
 from .liveness import GroupWatch
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Aggregator:
 
     def run(self) -> None:
         s = self.settings
+        identity = claim_transactional_id(s)
         admin = make_admin(s)
         wait_for_broker(admin, s)
         ensure_topics(admin, s)
@@ -70,7 +72,7 @@ class Aggregator:
             raise RuntimeError(f"{s.statistics_topic} has {stats_partitions} partitions but {s.events_topic} has "
                                f"{events_partitions}: it needs at least one per input partition")
         producer = make_producer(s, "consumer", **{
-            "transactional.id": s.transactional_id,
+            "transactional.id": identity.transactional_id,
             "transaction.timeout.ms": 60_000,
             "linger.ms": 0,
             "message.max.bytes": PRODUCER_MAX_MESSAGE_BYTES,
@@ -97,7 +99,7 @@ class Aggregator:
         self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         logger.info("aggregating %s into %s as %s (group %s)", s.events_topic, s.statistics_topic,
-                    s.transactional_id, s.consumer_group)
+                    identity.transactional_id, s.consumer_group)
         try:
             self._loop()
         finally:

@@ -45,8 +45,8 @@ valid_events = st.fixed_dictionaries({
 
 wrong_values = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=300), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(),
-                                                                                max_size=2),
+    st.text(max_size=300), st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(-(2**63), 2**64 - 1), max_size=2),
 )
 
 
