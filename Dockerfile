@@ -14,12 +14,15 @@ COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
 
 # 3. The runtime image: no build tools, no node, a non-root user.
+# EVENTDASH_METRICS_HOST=0.0.0.0: the producer's and consumer's /metrics (ports 9101, 9102) listen on the
+# container's network so Prometheus in another container can scrape them; none of them is published.
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     KAFKA_BOOTSTRAP_SERVERS=kafka:9092 \
-    EVENTDASH_SUPERVISOR_SOCKET=/app/.run/supervisor.sock
+    EVENTDASH_SUPERVISOR_SOCKET=/app/.run/supervisor.sock \
+    EVENTDASH_METRICS_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 eventdash \
  && useradd --system --uid 10001 --gid eventdash --home-dir /app --shell /usr/sbin/nologin eventdash
 COPY --from=python-deps /opt/venv /opt/venv

@@ -27,6 +27,8 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck():
     assert "\nUSER eventdash" in final_stage
     assert "HEALTHCHECK" in final_stage and "/healthz" in final_stage
     assert 'CMD ["supervisord", "-c", "/app/deploy/supervisord.conf"]' in final_stage
+    # The programs' /metrics listen on 127.0.0.1 by default; in the image, on the container's network.
+    assert "EVENTDASH_METRICS_HOST=0.0.0.0" in final_stage
     for tool in ("gcc", "build-essential", "apt-get install", "nodejs"):
         assert tool not in final_stage
 
@@ -37,8 +39,10 @@ def compose_config() -> dict:
         if os.environ.get("CI"):
             raise AssertionError("`docker compose` is missing in CI: .ci/run runs `make system-deps`")
         pytest.skip("needs the docker client with the compose plugin (`make compose-plugin`)")
+    # Without the caller's EVENTDASH_* variables: the file's own defaults are what is checked.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTDASH_")}
     result = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--format",
-                             "json"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+                             "json"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -62,3 +66,11 @@ def test_python_code_is_ruff_clean():
     result = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "eventdash", "devstack", "bench",
                              "tests"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_compose_publishes_ports_on_loopback_only():
+    """Kafka's plaintext host listener and the dashboard are not reachable from other machines by default."""
+    services = compose_config()["services"]
+    published = {(name, p["published"]): p.get("host_ip") for name, service in services.items()
+                 for p in service.get("ports", [])}
+    assert published == {("kafka", "29092"): "127.0.0.1", ("app", "5002"): "127.0.0.1"}

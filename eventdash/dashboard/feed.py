@@ -124,7 +124,9 @@ class StatisticsFeed:
         self.broker_checked_at = time.monotonic()
 
     def _on_error(self, err: KafkaError) -> None:
-        self.last_error = str(err)
+        """librdkafka repeats an error while it lasts (every few ms while a broker is down): log a change only."""
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self.broker_up = False
-        logger.warning("statistics feed: kafka error: %s", err)
+        if str(err) != self.last_error:
+            logger.warning("statistics feed: kafka error: %s", err)
+        self.last_error = str(err)

@@ -9,37 +9,72 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from ..helpers import EVENT_TYPES, ROOT, produce, totals_equal, wait_for_stats
+from devstack.readiness import wait_until
+
+from ..helpers import EVENT_TYPES, produce, totals_equal, wait_for_stats
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists():
+
+
+def require_chromium() -> None:
+    """Missing Chromium: each browser test fails in CI (with this message) and is skipped elsewhere."""
+    if Path(CHROMIUM).exists():
+        return
+    hint = f"browser tests need Debian's chromium at {CHROMIUM}: apt-get install chromium (or `make browser-deps`)"
     if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing in CI: .ci/run must install Debian's chromium")
-    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM}: sudo apt-get install chromium "
-                "(or `make browser-deps` as root)", allow_module_level=True)
+        pytest.fail(f"{hint}; in CI it must be there, .ci/run installs it", pytrace=False)
+    pytest.skip(hint)
+
+
+# In every page: record the CSP violations the browser reports (the init script is injected by the
+# DevTools protocol, which the page's CSP does not govern).
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push({directive: e.effectiveDirective, blocked: e.blockedURI});
+});
+"""
 
 
 @pytest.fixture
-def page():
+def browser():
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        # bypass_csp: Playwright's polling evaluates strings, which the page's CSP forbids. It also makes the
-        # XSS check stricter: without the CSP as a backstop, only text insertion keeps the payload inert.
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-        page = context.new_page()
-        dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.dialogs = dialogs
-        yield page
+        yield browser
         browser.close()
+
+
+def new_page(browser, *, bypass_csp: bool):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    # bypass_csp: Playwright's polling (wait_for_function) evaluates strings, which the page's CSP forbids. It
+    # also makes the XSS check stricter: without the CSP as a backstop, only text insertion keeps the payload
+    # inert. test_page_works_under_its_own_csp runs without it.
+    return new_page(browser, bypass_csp=True)
+
+
+@pytest.fixture
+def strict_page(browser):
+    """A page whose CSP the browser enforces: no bypass, so no wait_for_function (it needs eval)."""
+    return new_page(browser, bypass_csp=False)
 
 
 def tile_text(page, type_name: str) -> str:
@@ -50,7 +85,8 @@ def number(text: str) -> int:
     return int("".join(ch for ch in text if ch.isdigit()))
 
 
-def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_env, start_program, start_dashboard):
+def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_env, start_program, start_dashboard,
+                                                             tmp_path):
     env = stack_env()
     consumer = start_program("consumer", ["consume"], env)
     dashboard, base = start_dashboard(env)
@@ -82,7 +118,7 @@ def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_
     assert top.inner_text() == XSS
     assert page.locator("#top-views img").count() == 0 and page.dialogs == []
 
-    shot = ROOT / "docs" / "dashboard.png"
+    shot = tmp_path / "dashboard.png"  # tests never write into tracked files (`make screenshot` renews docs/)
     page.locator("#kpi-invalid").scroll_into_view_if_needed()
     page.screenshot(path=str(shot), full_page=True)
 
@@ -110,3 +146,53 @@ def test_cross_origin_socketio_handshake_is_rejected(stack_env, start_dashboard)
     other = requests.get(url, headers={"Origin": "http://evil.example"}, timeout=5)
     assert same.status_code == 200 and same.text.startswith("0{")
     assert other.status_code == 400
+
+
+def test_page_works_under_its_own_csp(strict_page, stack_env, start_program, start_dashboard):
+    """Without bypass_csp: the enforced CSP (connect-src 'self') lets the page go live over a WebSocket to
+    its own origin, updates arrive over it, and nothing on the page is blocked; other origins are."""
+    page = strict_page
+    env = stack_env()
+    consumer = start_program("consumer", ["consume"], env)
+    _, base = start_dashboard(env)
+    first = produce(env, 500)
+    wait_for_stats(base, totals_equal(first["by_type"]), what="first batch counted", alive=consumer.died)
+
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    response = page.goto(base + "/")
+    assert "connect-src 'self';" in response.headers["content-security-policy"]
+
+    def tiles() -> dict[str, int]:
+        return {t: number(tile_text(page, t)) if any(ch.isdigit() for ch in tile_text(page, t)) else -1
+                for t in EVENT_TYPES}
+
+    def shows(expected: dict[str, int]) -> bool:
+        return tiles() == {t: expected.get(t, 0) for t in EVENT_TYPES}
+
+    connection = page.locator("#connection")
+    wait_until(lambda: connection.get_attribute("data-state") == "live", what="the page to go live", timeout=20)
+    # The Engine.IO transport in use is the WebSocket ("polling" would mean the CSP blocked ws://).
+    assert page.evaluate("window.eventdash.socket.io.engine.transport.name") == "websocket"
+    ws_base = "ws" + base.removeprefix("http")
+    assert any(url.startswith(f"{ws_base}/socket.io/") for url in sockets), sockets
+    wait_until(lambda: shows(first["by_type"]), what="the first batch on the page", timeout=20)
+
+    # Live data: a second batch reaches the open page through the broadcasts.
+    second = produce(env, 300)
+    expected = {t: first["by_type"].get(t, 0) + second["by_type"].get(t, 0) for t in EVENT_TYPES}
+    try:
+        wait_until(lambda: shows(expected), what="the second batch on the page", timeout=30, alive=consumer.died)
+    except Exception as exc:
+        raise AssertionError(f"{exc}; the page shows {tiles()}, expected {expected}") from None
+    assert page.evaluate("window.eventdash.socket.io.engine.transport.name") == "websocket"
+    assert page.evaluate("window.__cspViolations") == [] and page.dialogs == []
+
+    # Control: the CSP is really enforced in this context, and 'self' is this origin only (not any ws:).
+    foreign = "ws://127.0.0.1:9/"
+    violation = page.evaluate("""(url) => new Promise((resolve) => {
+        document.addEventListener("securitypolicyviolation", (e) => resolve(e.effectiveDirective), {once: true});
+        try { new WebSocket(url); } catch (e) { /* some browsers also throw */ }
+        setTimeout(() => resolve(null), 5000);
+    })""", foreign)
+    assert violation == "connect-src"

@@ -1,7 +1,9 @@
 """Operations: broker outage, readiness, metrics, JSON logs, HTTP errors."""
 from __future__ import annotations
 
+import http.client
 import time
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -26,14 +28,41 @@ def readyz(base: str) -> tuple[int, dict]:
     return response.status_code, response.json()
 
 
+def metric(port: int, line_start: str) -> float:
+    """The sum of the samples whose line starts with ``line_start``; a missing metric is an error, not 0."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
+    assert values, f"no {line_start!r} sample in the metrics on port {port}"
+    return sum(values)
+
+
+def raw_get(base: str, path: str) -> tuple[int, str, bytes]:
+    """GET ``path`` byte for byte: unlike requests/urllib3, http.client neither resolves dot segments
+    nor re-encodes, so the server sees exactly this request line."""
+    url = urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
 @pytest.mark.slow
 def test_broker_down_for_20_seconds_loses_and_duplicates_nothing(own_kafka, start_supervised):
     """The whole supervised stack rides out a 20 s broker outage with exact totals afterwards."""
+    producer_metrics = free_port()
     supervisord, conf, base, env = start_supervised(KAFKA_BOOTSTRAP_SERVERS=own_kafka.bootstrap_servers,
-                                                    EVENTDASH_RATE="200", EVENTDASH_STALE_AFTER_SECONDS="5")
+                                                    EVENTDASH_RATE="200", EVENTDASH_STALE_AFTER_SECONDS="5",
+                                                    EVENTDASH_PRODUCER_METRICS_PORT=str(producer_metrics))
     wait_for_stats(base, lambda s: s["events_total"] >= 1000, what="1000 events before the outage",
                    alive=supervisord.died)
     wait_until(lambda: readyz(base)[0] == 200, what="/readyz 200 before the outage", timeout=30)
+    producer_state, producer_pid = status(conf)["producer"]
+    assert producer_state == "RUNNING" and producer_pid
+    assert metric(producer_metrics, "eventdash_producer_events_total{") > 0
+    assert metric(producer_metrics, "eventdash_producer_delivery_failures_total") == 0
 
     own_kafka.stop_broker()
     outage_started = time.monotonic()
@@ -44,12 +73,19 @@ def test_broker_down_for_20_seconds_loses_and_duplicates_nothing(own_kafka, star
     assert page["health"]["stale"] is True and page["events_total"] >= 1000  # last known numbers stay
     wait_until(lambda: time.monotonic() - outage_started >= 20, what="the end of the 20 s outage",
                timeout=25, interval=0.5, alive=supervisord.died)
-    assert status(conf)["producer"][0] == "RUNNING"  # it buffered instead of crashing
+    assert status(conf)["producer"] == ("RUNNING", producer_pid)  # it buffered instead of crashing
     own_kafka.start_broker()
 
     # The consumer may need a restart by supervisord (librdkafka#5456): /readyz tells when it is back.
     wait_until(lambda: readyz(base)[0] == 200, what="/readyz 200 after the broker is back", timeout=120,
                alive=supervisord.died)
+    # The same producer process throughout (no restart by supervisord), and it has delivered again since.
+    delivered_before = metric(producer_metrics, "eventdash_producer_events_total{")
+    wait_until(lambda: metric(producer_metrics, "eventdash_producer_events_total{") > delivered_before,
+               what="the producer to deliver after the outage", timeout=60, alive=supervisord.died)
+    assert status(conf)["producer"] == ("RUNNING", producer_pid), "supervisord restarted the producer"
+    # Nothing it held during the outage was given up (message.timeout.ms) or refused.
+    assert metric(producer_metrics, "eventdash_producer_delivery_failures_total") == 0
     assert "producer: stopped" in ctl(conf, "stop", "producer")  # SIGTERM: flushes what it still holds
     in_topic = count_topic_by_type(own_kafka.bootstrap_servers, env["EVENTDASH_EVENTS_TOPIC"])
     assert sum(in_topic.values()) > 1000
@@ -66,9 +102,24 @@ def test_dashboard_without_kafka_is_alive_not_ready_and_errors_are_json(stack_en
     assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
     status, body = readyz(base)
     assert status == 503 and body == {"ready": False, "reason": f"Kafka at {dead} is not reachable"}
-    missing = requests.get(f"{base}/api/does-not-exist", timeout=5)
-    assert missing.status_code == 404 and missing.json() == {"error": "not found", "status": 404}
-    assert requests.get(f"{base}/vendor/../../etc/passwd", timeout=5).status_code == 404
+    not_found = {"error": "not found", "status": 404}
+    for path in ("/api/does-not-exist", "/does-not-exist", "/vendor/not-a-vendor-file.js"):
+        missing = requests.get(f"{base}{path}", timeout=5)
+        assert missing.status_code == 404 and missing.json() == not_found, path
+        assert missing.headers["Content-Type"] == "application/json", path
+    wrong_method = requests.post(f"{base}/healthz", timeout=5)
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "method not allowed", "status": 405}
+    assert "GET" in wrong_method.headers["Allow"]
+    # Path traversal through /vendor/, sent as is (percent-encoded slashes and dots, and raw dot segments):
+    # node_modules/../package.json and /etc/passwd exist, so a traversal would show their content.
+    traversals = ("/vendor/..%2Fpackage.json", "/vendor/..%2F..%2Fetc%2Fpasswd",
+                  "/vendor/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/vendor/%2E%2E%2Fpackage.json",
+                  "/vendor/" + "..%2F" * 12 + "etc%2Fpasswd", "/vendor/../package.json", "/vendor/../../etc/passwd",
+                  "/vendor/..%5Cpackage.json")
+    for path in traversals:
+        code, content_type, body = raw_get(base, path)
+        assert code == 404 and content_type == "application/json", (path, code, body[:200])
+        assert orjson.loads(body) == not_found, (path, body[:200])
     page = requests.get(f"{base}/", timeout=5)
     assert page.status_code == 200 and "cdn" not in page.text.lower()
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
@@ -84,11 +135,6 @@ def test_metrics_of_all_three_programs(stack_env, start_program, start_dashboard
     _, base = start_dashboard(env)
     summary = produce({**env, "EVENTDASH_PRODUCER_METRICS_PORT": "0"}, 500)
     wait_for_stats(base, totals_equal(summary["by_type"]), what="500 events counted", alive=consumer.died)
-
-    def metric(port: int, line_start: str) -> float:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
-        return sum(values)
 
     wait_until(lambda: metric(consumer_port, "eventdash_consumer_events_total{") == 500,
                what="consumer metrics to count 500 events", timeout=30)
