@@ -2,16 +2,20 @@
 # Kafka and ZooKeeper run in their own containers: see docker-compose.yml.
 
 # 1. Browser libraries from npm, pinned by package-lock.json (nothing from a CDN).
-FROM node:20-bookworm-slim AS browser-libs
+FROM node:22-bookworm-slim AS browser-libs
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --omit=dev
 
-# 2. Python dependencies into a virtualenv (all are binary wheels: no compiler needed).
+# 2. Python dependencies (pinned by requirements.txt; all binary wheels, no compiler needed) and the
+#    eventdash package itself into a virtualenv: `python -m eventdash` and `eventdash` work anywhere.
 FROM python:3.11-slim AS python-deps
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
+COPY pyproject.toml README.md /build/
+COPY eventdash /build/eventdash
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps /build
 
 # 3. The runtime image: no build tools, no node, a non-root user.
 # EVENTDASH_METRICS_HOST=0.0.0.0: the producer's and consumer's /metrics (ports 9101, 9102) listen on the
@@ -22,13 +26,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     KAFKA_BOOTSTRAP_SERVERS=kafka:9092 \
     EVENTDASH_SUPERVISOR_SOCKET=/app/.run/supervisor.sock \
+    EVENTDASH_WEB_ROOT=/app \
     EVENTDASH_METRICS_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 eventdash \
  && useradd --system --uid 10001 --gid eventdash --home-dir /app --shell /usr/sbin/nologin eventdash
 COPY --from=python-deps /opt/venv /opt/venv
 COPY --from=browser-libs /build/node_modules/socket.io-client/dist /app/node_modules/socket.io-client/dist
 COPY --from=browser-libs /build/node_modules/uplot/dist /app/node_modules/uplot/dist
-COPY eventdash /app/eventdash
 COPY templates /app/templates
 COPY static /app/static
 COPY deploy /app/deploy
@@ -37,6 +41,9 @@ USER eventdash
 # supervisorctl finds ./supervisord.conf here, so `supervisorctl status` works as is.
 WORKDIR /app/deploy
 EXPOSE 5002
-HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:5002/healthz', timeout=3).status != 200)"]
+# Healthy = the whole pipeline works: Kafka reachable and every partition's statistics advancing
+# (/readyz). Docker restarts nothing for "unhealthy", and supervisord restarts only the program
+# that exited, so a stuck consumer shows here without restarting the dashboard.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:5002/readyz', timeout=3).status != 200)"]
 CMD ["supervisord", "-c", "/app/deploy/supervisord.conf"]

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 ZOOKEEPER_PORT ?= 2181
 
-.PHONY: dev test test-fast bench setup system-deps browser-deps compose-plugin clean
+.PHONY: dev test test-fast test-container screenshot bench setup system-deps browser-deps docker-deps compose-plugin clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,17 +35,33 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
+# `docker compose up` on a real Docker engine (root; started and stopped here if none runs). Base
+# images that can be neither found nor pulled are built locally by ../shared/container-standins/.
+test-container: setup
+	$(PY) -m pytest --container tests/container
+
+# A fresh docs/dashboard.png from a stack that has run for minutes (Chromium; about 4 minutes).
+screenshot: setup
+	$(PY) -m devstack screenshot --out docs/dashboard.png
+
 # Full run → docs/BENCHMARKS.md (about 15 min); QUICK=1 → bench/results/BENCHMARKS-quick.md (< 3 min).
 bench: setup
 	$(PY) -m bench $(if $(QUICK),--quick --out bench/results/BENCHMARKS-quick.md,)
 
-# System packages from Debian (needs root; .ci/run calls it): Java and Maven for the local
-# Kafka, Node.js/npm for the browser libraries, Chromium for the browser tests.
+# System packages from Debian (needs root; .ci/run calls it) for what a bare Debian lacks: python3-venv,
+# a Java runtime and Maven for the local Kafka, Node.js/npm for the browser libraries, Chromium for
+# the browser tests, and the Docker engine and client (with the compose plugin) for the container test.
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
-system-deps: browser-deps compose-plugin
-	@command -v java >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) openjdk-17-jre-headless)
+system-deps: browser-deps docker-deps compose-plugin
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || (apt-get update -qq && $(APT_INSTALL) python3-venv python3-pip)
+	@command -v java >/dev/null 2>&1 || (apt-get update -qq && ($(APT_INSTALL) openjdk-17-jre-headless || $(APT_INSTALL) default-jre-headless))
 	@command -v mvn >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) maven)
 	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) nodejs npm)
+
+docker-deps:
+	@command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) docker.io)
+	@command -v docker-init >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) tini)
+	@command -v debootstrap >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) debootstrap)
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) chromium)
@@ -56,12 +72,16 @@ COMPOSE_VERSION := v2.40.3
 compose-plugin:
 	@docker compose version >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1 || $(MAKE) --no-print-directory build-compose-plugin
 
+# Compose needs a newer Go than Debian 12's golang-go (1.19): that one fetches the official toolchain
+# module from the Go module proxy (as GOTOOLCHAIN does in newer Go).
+GO_TOOLCHAIN := go1.24.11
 build-compose-plugin:
-	@command -v go >/dev/null 2>&1 || { echo "no Go toolchain: cannot build the docker compose plugin"; exit 1; }
+	@command -v go >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) golang-go ca-certificates)
 	mkdir -p .cache/compose-build
-	cd .cache/compose-build && { [ -f go.mod ] || go mod init eventdash-compose-build; } \
-	  && go get github.com/docker/compose/v2/cmd@$(COMPOSE_VERSION) \
-	  && go build -o docker-compose github.com/docker/compose/v2/cmd
+	GO=$$(bash devstack/go-toolchain.sh $(GO_TOOLCHAIN)) \
+	  && cd .cache/compose-build && { [ -f go.mod ] || $$GO mod init eventdash-compose-build; } \
+	  && $$GO get github.com/docker/compose/v2/cmd@$(COMPOSE_VERSION) \
+	  && $$GO build -o docker-compose github.com/docker/compose/v2/cmd
 	mkdir -p $(HOME)/.docker/cli-plugins
 	cp .cache/compose-build/docker-compose $(HOME)/.docker/cli-plugins/docker-compose
 

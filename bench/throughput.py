@@ -88,10 +88,11 @@ def eventdash_consume(bootstrap: str, topic: str, count: int) -> float:
     first = None
     try:
         while True:
-            consumed = sum(aggregator.next_offsets.values())
+            checkpoint = aggregator.checkpoint
+            consumed = sum(checkpoint.next_offsets.values()) if checkpoint is not None else 0
             if consumed and first is None:
                 first = time.perf_counter()
-            if consumed >= count and not aggregator.dirty and not aggregator.in_transaction:
+            if consumed >= count and not checkpoint.dirty and not checkpoint.in_transaction:
                 return count / (time.perf_counter() - first)
             if not thread.is_alive():
                 raise RuntimeError("the aggregator stopped during the benchmark")

@@ -15,12 +15,20 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--kafka-port", type=int, default=9092)
     dev.add_argument("--zookeeper-port", type=int, default=2181)
     dev.add_argument("--home", type=Path, help="run from a private folder (tests); default: this project")
+    shot = sub.add_parser("screenshot", help="docs/dashboard.png from a stack that has run for minutes")
+    shot.add_argument("--out", type=Path, default=Path("docs/dashboard.png"))
+    shot.add_argument("--minutes", type=float, default=3.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(levelname)s %(message)s")
     if args.command == "fetch":
         from .localkafka import fetch_jars
 
         print(fetch_jars())
+        return 0
+    if args.command == "screenshot":
+        from .screenshot import take_screenshot
+
+        take_screenshot(args.out.resolve(), args.minutes)
         return 0
     from .dev import run_dev
 

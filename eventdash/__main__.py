@@ -74,7 +74,7 @@ def _consume(settings: Settings, args: argparse.Namespace) -> int:
 def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
     """Replace this process with gunicorn (one worker: Socket.IO keeps state in the process)."""
     argv = [
-        sys.executable, "-m", "gunicorn",
+        sys.executable, "-m", "eventdash.dashboard.serve",
         "--worker-class", settings.worker_class,
         "--workers", "1",
         "--bind", f"{settings.dashboard_host}:{settings.dashboard_port}",
@@ -88,7 +88,7 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eventdash", description=__doc__)
+    parser = argparse.ArgumentParser(prog="eventdash", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     produce = sub.add_parser("produce", help="simulate shoppers and send events to Kafka")
     produce.add_argument("--count", type=int, help="send exactly N events, print a JSON summary, exit")
@@ -118,5 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def main_exit() -> None:
+    """The ``eventdash`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

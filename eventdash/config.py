@@ -52,6 +52,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     stale_after_seconds: float = 15.0
     currency: str = "EUR"
+    web_root: str = ""  # folder with templates/, static/, node_modules/; "": the project the package runs from
     # operations
     startup_timeout_seconds: float = 60.0
     log_level: str = "INFO"
@@ -90,6 +91,7 @@ class Settings:
             stale_after_seconds=env.number("EVENTDASH_STALE_AFTER_SECONDS", cls.stale_after_seconds,
                                            2 * HEARTBEAT_SECONDS, 3600.0),
             currency=env.text("EVENTDASH_CURRENCY", cls.currency, re.compile(r"^[A-Z]{3}$")),
+            web_root=env.raw("EVENTDASH_WEB_ROOT", ""),
             startup_timeout_seconds=env.number(
                 "EVENTDASH_STARTUP_TIMEOUT_SECONDS", cls.startup_timeout_seconds, 1.0, 3600.0),
             log_level=env.choice("EVENTDASH_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),

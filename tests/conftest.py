@@ -16,6 +16,17 @@ from devstack.readiness import free_port, wait_until
 from .helpers import ROOT, Program, python_env, status
 
 
+def pytest_addoption(parser):
+    parser.addoption("--container", action="store_true",
+                     help="also run tests/container: docker compose on a real Docker engine (make test-container)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name == "container" and not config.getoption("--container"):
+        return True
+    return None
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory):
     cluster = LocalKafka(tmp_path_factory.mktemp("kafka"))

@@ -104,6 +104,7 @@ class Aggregator:
             self._loop()
         finally:
             self._shutdown(producer)
+            identity.release()
 
     def _loop(self) -> None:
         checkpoint = self.checkpoint

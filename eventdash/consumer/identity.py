@@ -35,7 +35,10 @@ MAX_AUTO_INSTANCES = 64
 @dataclass(frozen=True)
 class ClaimedId:
     transactional_id: str
-    lock_fd: int  # held open for the life of the process
+    lock_fd: int  # held open while the aggregator runs
+
+    def release(self) -> None:
+        os.close(self.lock_fd)
 
 
 def lock_dir() -> Path:

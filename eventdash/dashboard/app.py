@@ -51,21 +51,31 @@ def detect_async_mode() -> str:
     return "threading"
 
 
+def web_root_of(settings: Settings) -> Path:
+    """Where the page's files are: EVENTDASH_WEB_ROOT (an installed package, e.g. the image), else this project."""
+    root = Path(settings.web_root) if settings.web_root else ROOT
+    if not (root / "templates" / "index.html").is_file():
+        raise ConfigError(f"EVENTDASH_WEB_ROOT={str(root)!r} is invalid: it has no templates/index.html "
+                          "(set it to the folder holding templates/, static/ and node_modules/)")
+    return root
+
+
 def _json(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status=status, mimetype="application/json")
 
 
 def create_app(settings: Settings | None = None, *, start_background: bool = True) -> Flask:
-    if settings is None:
-        try:
+    try:  # gunicorn shows a traceback for anything raised here: a bad setting is one line and exit 2
+        if settings is None:
             settings = Settings.from_env()
-        except ConfigError as exc:
-            print(f"configuration error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
-        configure_logging(settings.log_level, settings.log_format, program="dashboard")
+            configure_logging(settings.log_level, settings.log_format, program="dashboard")
+        web_root = web_root_of(settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
-    app = Flask("eventdash", template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    vendor_dir = ROOT / "node_modules"
+    app = Flask("eventdash", template_folder=str(web_root / "templates"), static_folder=str(web_root / "static"))
+    vendor_dir = web_root / "node_modules"
     async_mode = detect_async_mode()
     socketio = SocketIO(app, async_mode=async_mode, cors_allowed_origins=list(settings.cors_origins) or None,
                         max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES, logger=False, engineio_logger=False)
@@ -100,7 +110,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
         live.view(series_seconds=0)  # refreshes the gauges derived from the view
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     @app.get("/vendor/<name>")
     def vendor(name: str) -> Response:
