@@ -57,6 +57,7 @@ class Aggregator:
         self.reader: Consumer | None = None
         self.checkpoint: Checkpoint | None = None
         self.group_watch: GroupWatch | None = None
+        self._logged_skips: set[tuple[int, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ class Aggregator:
             group_metadata=self.consumer.consumer_group_metadata, metrics=self.metrics,
             interval_seconds=s.snapshot_interval_ms / 1000, heartbeat_seconds=HEARTBEAT_SECONDS, stop=self.stop)
         self.group_watch = GroupWatch(admin, s.consumer_group, s.events_topic, events_partitions,
-                                      idle_limit_seconds=SESSION_TIMEOUT_MS / 1000 + 5)
+                                      idle_limit_seconds=SESSION_TIMEOUT_MS / 1000)
         self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         logger.info("aggregating %s into %s as %s (group %s)", s.events_topic, s.statistics_topic,
@@ -184,7 +185,10 @@ class Aggregator:
 
     def _on_invalid_snapshot(self, partition: int, offset: int, error: InvalidSnapshot) -> None:
         self.metrics.snapshots_skipped.labels(reason=error.reason).inc()
-        logger.warning("skipping an invalid snapshot of partition %d at offset %d: %s", partition, offset, error)
+        if (partition, error.reason) not in self._logged_skips:  # at most partitions x reasons
+            self._logged_skips.add((partition, error.reason))
+            logger.warning("skipping an invalid snapshot of partition %d at offset %d (further ones with this "
+                           "reason are only counted): %s", partition, offset, error)
 
     def _restore(self, partitions: list[int]) -> list[TopicPartition]:
         """Rebuild the states of ``partitions`` from their newest valid snapshots; return where to resume."""

@@ -18,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 logger = logging.getLogger(__name__)
 
-CHECK_EVERY_SECONDS = 5.0
+CHECK_EVERY_SECONDS = 3.0
 DESCRIBE_TIMEOUT_SECONDS = 5.0
 
 

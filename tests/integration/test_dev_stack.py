@@ -49,8 +49,8 @@ def test_dev_runner_starts_everything_and_ctrl_c_stops_everything(tmp_path):
                        timeout=120, alive=lambda: dev.poll() is not None and f"exited {dev.returncode}")
         started = descendants(dev.pid)
         commands = " ".join(command_of(pid) for pid in started)
-        for expected in ("QuorumPeerMain", "kafka.Kafka", "supervisord", "gunicorn", "eventdash consume",
-                         "eventdash produce"):
+        for expected in ("QuorumPeerMain", "kafka.Kafka", "supervisord", "eventdash.dashboard.serve",
+                         "eventdash consume", "eventdash produce"):
             assert expected in commands, f"{expected} not running under the dev runner"
         dev.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert dev.wait(150) == 0
@@ -129,7 +129,8 @@ def test_dev_stack_survives_chaos_and_a_power_cut_and_ctrl_c_is_quick(tmp_path, 
 
     # Chaos: the supervised consumer SIGKILLed twice, and a second consumer that joins and is killed.
     for _ in range(2):
-        consumer_pid = status(dev.conf)["consumer"][1]
+        consumer_pid = wait_until(lambda: (s := status(dev.conf).get("consumer", ("", None)))[0] == "RUNNING" and s[1],
+                                  what="the consumer RUNNING", timeout=60, alive=dev.died)
         os.kill(consumer_pid, signal.SIGKILL)
         wait_until(lambda pid=consumer_pid: (s := status(dev.conf)["consumer"])[0] == "RUNNING" and s[1] != pid,
                    what="supervisord to restart the consumer", timeout=30, alive=dev.died)
