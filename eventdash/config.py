@@ -78,7 +78,7 @@ class Settings:
             instance=env.text("EVENTDASH_INSTANCE", "", _ID) if env.raw("EVENTDASH_INSTANCE", "") else None,
             transactional_id=env.text("EVENTDASH_TRANSACTIONAL_ID", "", _ID)
             if env.raw("EVENTDASH_TRANSACTIONAL_ID", "") else "",
-            snapshot_interval_ms=env.integer("EVENTDASH_SNAPSHOT_INTERVAL_MS", cls.snapshot_interval_ms, 10, 60_000),
+            snapshot_interval_ms=env.integer("EVENTDASH_SNAPSHOT_INTERVAL_MS", cls.snapshot_interval_ms, 10, 20_000),
             horizon_seconds=env.integer("EVENTDASH_HORIZON_SECONDS", cls.horizon_seconds, 60, MAX_HORIZON_SECONDS),
             future_tolerance_ms=env.integer("EVENTDASH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms, 0, 86_400_000),
             max_event_bytes=env.integer("EVENTDASH_MAX_EVENT_BYTES", cls.max_event_bytes, 256, 1_000_000),
@@ -114,6 +114,10 @@ class Settings:
         if self.future_tolerance_ms >= self.horizon_seconds * 1000:
             raise ConfigError(f"EVENTDASH_FUTURE_TOLERANCE_MS={self.future_tolerance_ms} is invalid: it must be "
                               f"smaller than EVENTDASH_HORIZON_SECONDS={self.horizon_seconds} (in ms)")
+        if self.stale_after_seconds * 1000 <= self.snapshot_interval_ms + HEARTBEAT_SECONDS * 1000:
+            raise ConfigError(f"EVENTDASH_STALE_AFTER_SECONDS={self.stale_after_seconds:g} is invalid: it must exceed "
+                              f"EVENTDASH_SNAPSHOT_INTERVAL_MS={self.snapshot_interval_ms} plus the aggregator's "
+                              f"{HEARTBEAT_SECONDS:g} s heartbeat, or every busy partition looks stuck")
         ports = [(name, port) for name, port in (("EVENTDASH_PORT", self.dashboard_port),
                                                  ("EVENTDASH_PRODUCER_METRICS_PORT", self.producer_metrics_port),
                                                  ("EVENTDASH_CONSUMER_METRICS_PORT", self.consumer_metrics_port))

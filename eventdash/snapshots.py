@@ -37,7 +37,8 @@ from typing import NamedTuple
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from .events.model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS
+from .events.model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, is_product_id, is_product_name
+from .events.validation import InvalidReason
 from .stats.hll import REGISTERS, HyperLogLog
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ MAX_SNAPSHOT_BYTES = 900_000  # the budget: room for record overhead below the p
 PRODUCT_CANDIDATES = 32  # product counters per minute and kind; pruned to half beyond
 FUNNEL_MINUTES = 16  # minute buckets kept: the longest window (15 min) and the current minute
 MAX_INVALID_REASONS = 16
-MAX_COUNT_DIGITS = 19  # any count below 2**63
+INVALID_REASONS = frozenset((*InvalidReason.ALL, "internal_error"))  # all that the aggregator records
+MAX_COUNT = 2**63 - 1  # totals: any count a partition can reach; readers sum them as exact integers
+MAX_WINDOW_COUNT = 2**53 - 1  # per second or minute: far above any real rate, and exact in JavaScript
+MAX_COUNT_DIGITS = 19
 MAX_REVENUE_DIGITS = 40
 MAX_SKETCH_CHARS = 4 * ((REGISTERS + 64) // 3 + 1)  # base64 of zlib(1,024 registers), worst case
 _MAX_RANK = 64 - 10 + 1
@@ -177,20 +181,24 @@ def _fail(detail: str, reason: str = "bad_field") -> InvalidSnapshot:
     return InvalidSnapshot(reason, detail)
 
 
-def _int(doc: Mapping, name: str, high: int = 2**63 - 1) -> int:
+def _int(doc: Mapping, name: str, high: int = MAX_COUNT) -> int:
     value = doc.get(name)
     if type(value) is not int or not 0 <= value <= high:
         raise _fail(f"{name} must be an integer from 0 to {high}")
     return value
 
 
-def _count_map(value: object, name: str, max_entries: int, max_key: int) -> dict[str, int]:
+def _count_map(value: object, name: str, max_entries: int, is_key, high: int = MAX_COUNT) -> dict[str, int]:
     if type(value) is not dict or len(value) > max_entries:
         raise _fail(f"{name} must be an object of at most {max_entries} entries")
     for key, count in value.items():
-        if len(key) > max_key or type(count) is not int or not 0 <= count < 2**63:
+        if not is_key(key) or type(count) is not int or not 0 <= count <= high:
             raise _fail(f"{name} has a bad entry")
     return value
+
+
+def _reasons(value: object) -> dict[str, int]:
+    return _count_map(value, "invalid", MAX_INVALID_REASONS, INVALID_REASONS.__contains__)
 
 
 def _revenue(value: object) -> int:
@@ -224,16 +232,29 @@ def _minute(doc: object, newest_minute: int) -> tuple[int, MinuteSummary]:
     if not newest_minute - FUNNEL_MINUTES < minute <= newest_minute:
         raise _fail(f"minute {minute} is outside the {FUNNEL_MINUTES} minutes up to the watermark")
     sketches = {stage: decode_sketch(doc.get(stage)) for stage in FUNNEL_STAGES}
-    views = _count_map(doc.get("views"), "views", PRODUCT_CANDIDATES, MAX_PRODUCT_ID_CHARS)
-    purchases = _count_map(doc.get("purchases"), "purchases", PRODUCT_CANDIDATES, MAX_PRODUCT_ID_CHARS)
+    views = _count_map(doc.get("views"), "views", PRODUCT_CANDIDATES, is_product_id, MAX_WINDOW_COUNT)
+    purchases = _count_map(doc.get("purchases"), "purchases", PRODUCT_CANDIDATES, is_product_id, MAX_WINDOW_COUNT)
     return minute, MinuteSummary(sketches, views, purchases)
 
 
 def decode(raw: bytes | None, *, partition: int) -> Snapshot:
     """Validate and decode the snapshot of input ``partition``; :class:`InvalidSnapshot` if it is not one."""
+    try:
+        return _decode(raw, partition)
+    except InvalidSnapshot:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a reader skips any record, whatever breaks on it
+        raise _fail(type(exc).__name__, "malformed") from None
+
+
+def _scalar(value: object) -> str:
+    return repr(value)[:20] if type(value) in (int, str, float, bool, type(None)) else type(value).__name__
+
+
+def _decode(raw: bytes | None, partition: int) -> Snapshot:
     if raw is None:
         raise _fail("empty record (a tombstone)", "empty")
-    if len(raw) > PRODUCER_MAX_MESSAGE_BYTES:
+    if len(raw) > MAX_SNAPSHOT_BYTES:
         raise _fail(f"{len(raw)} bytes, more than any snapshot", "too_large")
     try:
         doc = orjson.loads(raw)
@@ -242,9 +263,9 @@ def decode(raw: bytes | None, *, partition: int) -> Snapshot:
     if type(doc) is not dict:
         raise _fail("not a JSON object", "not_json")
     if type(doc.get("v")) is not int or doc["v"] not in READABLE_VERSIONS:
-        raise _fail(f"version {str(doc.get('v'))[:20]!r} (readable: {READABLE_VERSIONS})", "unsupported_version")
+        raise _fail(f"version {_scalar(doc.get('v'))} (readable: {READABLE_VERSIONS})", "unsupported_version")
     if doc.get("partition") != partition or type(doc.get("partition")) is not int:
-        raise _fail(f"partition {str(doc.get('partition'))[:20]} in a record for partition {partition}",
+        raise _fail(f"partition {_scalar(doc.get('partition'))} in a record for partition {partition}",
                     "wrong_partition")
     horizon = _int(doc, "horizon_seconds", 86_400)
     watermark_ms = _int(doc, "watermark_ms", _MAX_MS)
@@ -259,25 +280,24 @@ def decode(raw: bytes | None, *, partition: int) -> Snapshot:
             raise _fail(f"totals.{name} must be an object")
         totals[name] = TypeTotal(_int(total, "count"), _int(total, "units"), _revenue(total.get("revenue_cents")))
     seconds_doc = doc.get("seconds")
-    if type(seconds_doc) is not list or len(seconds_doc) > horizon + 1:
+    if type(seconds_doc) is not list or len(seconds_doc) > horizon:
         raise _fail("seconds must be a list of at most horizon_seconds rows")
     seconds = {}
     for row in seconds_doc:
         if (type(row) is not list or len(row) != 5
-                or not all(type(x) is int and 0 <= x < 2**63 for x in row)):
+                or not all(type(x) is int and 0 <= x <= MAX_WINDOW_COUNT for x in row)):
             raise _fail("seconds rows must be [second, views, adds, removes, purchases]")
         if not newest_second - horizon < row[0] <= newest_second:
             raise _fail(f"second {row[0]} is outside the horizon up to the watermark")
         seconds[row[0]] = (row[1], row[2], row[3], row[4])
     minutes_doc = doc.get("minutes")
-    if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES + 1:
-        raise _fail(f"minutes must be a list of at most {FUNNEL_MINUTES + 1} buckets")
+    if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES:
+        raise _fail(f"minutes must be a list of at most {FUNNEL_MINUTES} buckets")
     names = doc.get("product_names")
-    max_names = (FUNNEL_MINUTES + 1) * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
+    max_names = FUNNEL_MINUTES * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
     if type(names) is not dict or len(names) > max_names or not all(
-            type(v) is str and len(k) <= MAX_PRODUCT_ID_CHARS and len(v) <= MAX_PRODUCT_NAME_CHARS
-            for k, v in names.items()):
-        raise _fail(f"product_names must map at most {max_names} ids to names")
+            is_product_id(k) and is_product_name(v) for k, v in names.items()):
+        raise _fail(f"product_names must map at most {max_names} product ids to names (printable, bounded)")
     return Snapshot(
         partition=partition,
         next_offset=_int(doc, "next_offset"),
@@ -285,7 +305,7 @@ def decode(raw: bytes | None, *, partition: int) -> Snapshot:
         watermark_ms=watermark_ms,
         horizon_seconds=horizon,
         totals=totals,
-        invalid=_count_map(doc.get("invalid"), "invalid", MAX_INVALID_REASONS, 64),
+        invalid=_reasons(doc.get("invalid")),
         late_total=_int(doc, "late_total"),
         seconds=seconds,
         minutes=dict(_minute(m, newest_second // 60) for m in minutes_doc),
@@ -299,12 +319,8 @@ TAIL = 16
 InvalidCallback = Callable[[int, int, InvalidSnapshot], None]  # (partition, offset, error)
 
 
-def log_invalid(partition: int, offset: int, error: InvalidSnapshot) -> None:
-    logger.warning("skipping an invalid snapshot at partition %d offset %d: %s", partition, offset, error)
-
-
 def read_latest(reader: Consumer, topic: str, events_topic: str, partitions: list[int], *,
-                timeout: float = 30.0, on_invalid: InvalidCallback = log_invalid) -> dict[int, Snapshot | None]:
+                on_invalid: InvalidCallback, timeout: float = 30.0) -> dict[int, Snapshot | None]:
     """``{partition: newest valid snapshot or None}``, read with ``reader`` (``read_committed``).
 
     The newest snapshot sits in the last few offsets (the rest are transaction markers). A
@@ -333,8 +349,13 @@ def _scan(reader: Consumer, topic: str, events_topic: str, starts: dict[int, int
     try:
         while remaining:
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"reading snapshots of {topic} partitions {sorted(remaining)} took over {timeout:.0f} s")
+                # An open transaction (of a crashed writer with another transactional id) holds
+                # read_committed readers back until the broker times it out. Go on with the newest
+                # valid snapshots read so far: resuming from an older one re-reads more input, exactly.
+                logger.warning("reading snapshots of %s partitions %s stopped short of their end after %.0f s "
+                               "(an open transaction?); going on with what was read", topic, sorted(remaining),
+                               timeout)
+                return latest
             for msg in reader.consume(num_messages=500, timeout=0.05):
                 if msg.error():
                     logger.warning("reading snapshots: %s", msg.error())

@@ -41,6 +41,7 @@ from .liveness import GroupWatch
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
+MAX_CONSECUTIVE_ABORTS = 10
 SESSION_TIMEOUT_MS = 6_000  # the broker's minimum: a crashed member's partitions move this soon
 
 
@@ -110,6 +111,7 @@ class Aggregator:
     def _loop(self) -> None:
         checkpoint = self.checkpoint
         timeout = min(0.1, checkpoint.interval_seconds)
+        aborts = 0
         while not self.stop.is_set():
             messages = self.consumer.consume(num_messages=BATCH, timeout=timeout)
             try:
@@ -117,7 +119,11 @@ class Aggregator:
                     self._process(messages)
                 if checkpoint.due():
                     checkpoint.commit()
-            except TransactionAborted:
+                    aborts = 0
+            except TransactionAborted as exc:
+                aborts += 1
+                if aborts >= MAX_CONSECUTIVE_ABORTS:
+                    raise RuntimeError(f"{aborts} transactions in a row aborted, the last: {exc}") from None
                 self._rewind(sorted(checkpoint.states))
             self.group_watch.check(assigned=len(checkpoint.states))
 
@@ -254,10 +260,10 @@ class Aggregator:
                 checkpoint.commit()
             else:
                 checkpoint.abort()
+            checkpoint.remove(numbers)
         except TransactionAborted:
             checkpoint.remove(numbers)
-            self._rewind(sorted(checkpoint.states))
-        checkpoint.remove(numbers)
+            self._rewind(sorted(checkpoint.states))  # the partitions this process keeps
         consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

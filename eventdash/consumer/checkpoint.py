@@ -115,6 +115,7 @@ class Checkpoint:
         self.states: dict[int, PartitionStats] = {}
         self.next_offsets: dict[int, int] = {}
         self.dirty: set[int] = set()
+        self.published_at: dict[int, float] = {}  # partition -> clock() of its last committed snapshot
         self.in_transaction = False
         self.last_commit = clock()
         self.committed = 0
@@ -125,6 +126,7 @@ class Checkpoint:
     def add(self, state: PartitionStats, next_offset: int) -> None:
         self.states[state.partition] = state
         self.next_offsets[state.partition] = next_offset
+        self.published_at[state.partition] = self._clock()
         self.metrics.assigned.set(len(self.states))
 
     def remove(self, partitions: list[int]) -> None:
@@ -132,6 +134,7 @@ class Checkpoint:
             self.states.pop(partition, None)
             self.next_offsets.pop(partition, None)
             self.dirty.discard(partition)
+            self.published_at.pop(partition, None)
         self.metrics.assigned.set(len(self.states))
 
     # -- the cycle -------------------------------------------------------------------------
@@ -144,7 +147,14 @@ class Checkpoint:
     def produce(self, topic: str, value: bytes | None, **kwargs: Any) -> None:
         """Produce a record inside the open transaction (begun here if needed)."""
         self.begin()
-        produce_with_backpressure(self.producer, topic, value, **kwargs)
+        try:
+            produce_with_backpressure(self.producer, topic, value, **kwargs)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:
+                raise
+            logger.warning("produce refused in the open transaction (%s): aborting it", exc.args[0])
+            self.abort()
+            raise TransactionAborted(str(exc.args[0])) from None
 
     def processed(self, partition: int, offset: int) -> None:
         """The record at ``offset`` is fully reflected in the state of ``partition``."""
@@ -161,7 +171,9 @@ class Checkpoint:
 
     def commit(self, deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> None:
         """Publish the changed (or, as a heartbeat, all) snapshots with the input offsets, atomically."""
-        partitions = sorted(self.dirty or self.states)
+        now = self._clock()
+        quiet = {p for p in self.states if now - self.published_at.get(p, float("-inf")) >= self.heartbeat_seconds}
+        partitions = sorted(self.dirty | quiet) if self.dirty else sorted(self.states)
         self.begin()
         now_ms = self._wall_clock_ms()
         offsets = []
@@ -194,6 +206,7 @@ class Checkpoint:
         self.in_transaction = False
         self.dirty.clear()
         self.last_commit = self._clock()
+        self.published_at.update(dict.fromkeys(partitions, self.last_commit))
         self.committed += 1
         self.metrics.snapshots.inc(len(partitions))
         self.metrics.commits.inc()
@@ -217,3 +230,5 @@ class Checkpoint:
                 self.abort(deadline_seconds)
         except (KafkaException, TransactionAborted) as exc:
             logger.warning("could not finish the last transaction at shutdown (the next start redoes it): %s", exc)
+            self.in_transaction = False  # nothing after close (e.g. _on_revoke in consumer.close()) retries it
+            self.dirty.clear()

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MAX_VALUE_BYTES = 256 * 1024
 MAX_KEY_BYTES = 4 * 1024
 MAX_ORIGINAL_HEADERS_BYTES = 32 * 1024
+MAX_ORIGINAL_HEADERS = 256  # by count too: an empty header is 0 bytes here but 2 on the wire
 MAX_DETAIL_BYTES = 500
 INTERNAL_ERROR = "internal_error"
 
@@ -59,7 +60,7 @@ def _original_headers(msg: Message, truncated: list[str]) -> list[tuple[str, byt
         truncated.append("headers")
         return []
     size = sum(len(name) + len(value or b"") for name, value in original)
-    if size > MAX_ORIGINAL_HEADERS_BYTES:
+    if len(original) > MAX_ORIGINAL_HEADERS or size > MAX_ORIGINAL_HEADERS_BYTES:
         truncated.append("headers")
         return []
     return [(name, value if value is not None else b"") for name, value in original]

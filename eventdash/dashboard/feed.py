@@ -23,6 +23,8 @@ from ..snapshots import InvalidSnapshot, Snapshot, decode, key_partition
 logger = logging.getLogger(__name__)
 
 TAIL_RECORDS = 16
+BATCH = 500
+SLICE_SECONDS = 0.02  # the most the feed holds the event loop before yielding
 _OFFSET_TAIL_BASE = -2000  # librdkafka's RD_KAFKA_OFFSET_TAIL_BASE
 
 
@@ -72,11 +74,15 @@ class StatisticsFeed:
         logger.info("following %s", s.statistics_topic)
         try:
             while self._running:
-                messages = consumer.consume(num_messages=500, timeout=0)
+                messages = consumer.consume(num_messages=BATCH, timeout=0)
+                slice_ends = time.monotonic() + SLICE_SECONDS
                 for msg in messages:
                     self._accept(msg)
+                    if time.monotonic() > slice_ends:  # a run of large snapshots: let the browsers in
+                        self._sleep(0)
+                        slice_ends = time.monotonic() + SLICE_SECONDS
                 # Yield to the browsers on every pass; wait a little only when caught up.
-                self._sleep(0.05 if len(messages) < 500 else 0)
+                self._sleep(0.05 if len(messages) < BATCH else 0)
         finally:
             consumer.close()
 
@@ -105,6 +111,9 @@ class StatisticsFeed:
             return
         self.records_read += 1
         self._on_snapshot()
+        if input_partitions is not None:
+            for gone in [p for p in self.snapshots if p >= input_partitions]:
+                del self.snapshots[gone]
         self.snapshots[partition] = snapshot
         self.version += 1
 

@@ -45,8 +45,23 @@ class GroupLagMonitor:
 
     def _run(self) -> None:
         sleep = native_sleep()
+        client: Consumer | None = None
+        try:
+            while self._running:
+                try:
+                    client = client or self._client()
+                    self.reading = self.measure(client)
+                    self.error = None
+                except Exception as exc:  # noqa: BLE001 - reported as health, never raised
+                    self.error = f"{type(exc).__name__}: {exc}"
+                sleep(INTERVAL_SECONDS)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _client(self) -> Consumer:
         s = self.settings
-        client = Consumer({
+        return Consumer({
             "bootstrap.servers": s.bootstrap_servers,
             "group.id": s.consumer_group,  # only to read its committed offsets: never subscribes
             "client.id": "eventdash-dashboard-lag",
@@ -54,16 +69,6 @@ class GroupLagMonitor:
             "isolation.level": "read_committed",
             "log_level": 2,  # the feed's client reports connection trouble; this one stays quiet
         })
-        try:
-            while self._running:
-                try:
-                    self.reading = self.measure(client)
-                    self.error = None
-                except Exception as exc:  # noqa: BLE001 - reported as health, never raised
-                    self.error = f"{type(exc).__name__}: {exc}"
-                sleep(INTERVAL_SECONDS)
-        finally:
-            client.close()
 
     def measure(self, client: Consumer) -> LagReading:
         topic = self.settings.events_topic

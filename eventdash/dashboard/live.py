@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 FULL_SERIES_SECONDS = 900
 BROADCAST_SERIES_SECONDS = 60  # pages keep their own history; broadcasts carry the recent tail
-HEARTBEAT_SECONDS = 2.0  # broadcast this often even without new statistics (ages, health, decay)
+BROADCAST_HEARTBEAT_SECONDS = 2.0  # broadcast this often even without new statistics (ages, health, decay)
+IDLE_AFTER_SECONDS = 10.0  # no input aggregated this long, and none waiting: the shop is idle
 TICK_SECONDS = 0.05  # how often the broadcaster looks for a change
 
 
@@ -32,11 +33,12 @@ class LiveStats:
                                    on_skip=lambda reason: metrics.snapshots_skipped.labels(reason=reason).inc(),
                                    input_partitions=lambda: self.lag_monitor.partitions)
         self.programs: list[dict] = []
+        self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
         self._cache: tuple[tuple, dict] | None = None
 
     def start(self) -> None:
         self.lag_monitor.start()
-        self.socketio.start_background_task(self.feed.run)
+        self.socketio.start_background_task(self._feed_loop)
         self.socketio.start_background_task(self._broadcast_loop)
         if self.settings.supervisor_socket:
             self.socketio.start_background_task(self._programs_loop)
@@ -64,6 +66,7 @@ class LiveStats:
             reading = None  # too old to speak for now
         lags = reading.by_partition if reading is not None else {}
         snapshots = self.feed.snapshots
+        self._note_progress(sum(snap.next_offset for snap in snapshots.values()))
         # Stuck: a partition whose statistics stopped advancing, or one with input but no statistics.
         stuck = sorted({p for p, snap in snapshots.items() if now_ms - snap.updated_at_ms > stale_ms}
                        | {p for p, lag in lags.items() if lag > 0 and p not in snapshots})
@@ -74,8 +77,8 @@ class LiveStats:
             pipeline = "stuck"
         elif not snapshots:
             pipeline = "waiting"
-        elif view["events_per_second"] == 0 and not any(lags.values()):
-            pipeline = "idle"
+        elif reading is not None and not any(lags.values()) and self._input_quiet_for() >= IDLE_AFTER_SECONDS:
+            pipeline = "idle"  # nothing waiting, and no input aggregated for a while
         else:
             pipeline = "live"
         self.metrics.kafka_up.set(1 if kafka_up else 0)
@@ -98,6 +101,13 @@ class LiveStats:
             "programs": self.programs,
         }
 
+    def _note_progress(self, offsets: int) -> None:
+        if offsets != self._offsets:
+            self._offsets, self._offsets_changed_at = offsets, time.monotonic()
+
+    def _input_quiet_for(self) -> float:
+        return time.monotonic() - self._offsets_changed_at
+
     def readiness(self) -> tuple[bool, str]:
         if not self.feed.broker_up:
             return False, f"Kafka at {self.settings.bootstrap_servers} is not reachable"
@@ -119,7 +129,7 @@ class LiveStats:
             now = time.monotonic()
             if now - sent_at < period:
                 continue
-            if self.feed.version == sent_version and now - sent_at < HEARTBEAT_SECONDS:
+            if self.feed.version == sent_version and now - sent_at < BROADCAST_HEARTBEAT_SECONDS:
                 continue
             try:
                 payload = self.view(series_seconds=BROADCAST_SERIES_SECONDS)
@@ -129,6 +139,15 @@ class LiveStats:
                 continue
             self.metrics.broadcasts.inc()
             sent_version, sent_at = self.feed.version, now
+
+    def _feed_loop(self) -> None:
+        """The feed is this process's only input: whatever ends it, it starts again."""
+        while True:
+            try:
+                self.feed.run()
+            except Exception:  # noqa: BLE001
+                logger.exception("statistics feed failed; restarting it in 1 s")
+            self.socketio.sleep(1.0)
 
     def _programs_loop(self) -> None:
         while True:

@@ -23,6 +23,15 @@ MAX_PRODUCT_ID_CHARS = 64  # printable ASCII
 MAX_PRODUCT_NAME_CHARS = 64  # printable text
 
 
+def is_product_id(value: object) -> bool:
+    return (type(value) is str and 0 < len(value) <= MAX_PRODUCT_ID_CHARS
+            and value.isascii() and value.isprintable())
+
+
+def is_product_name(value: object) -> bool:
+    return type(value) is str and len(value) <= MAX_PRODUCT_NAME_CHARS and value.isprintable()
+
+
 class Event(NamedTuple):
     event_id: str
     type: str

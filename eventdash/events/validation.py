@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 
-from .model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, Event
+from .model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, Event, is_product_id, is_product_name
 
 MAX_TEXT = 200  # event_id, session_id, user_id: hashed or dropped, never stored
 
@@ -69,8 +69,7 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
         if type(value) is not str or not 0 < len(value) <= MAX_TEXT:
             raise InvalidEvent(InvalidReason.WRONG_TYPE, f"{name} must be a non-empty string of at most {MAX_TEXT}")
     # Product ids and names are kept in the statistics: bounded, printable (no control characters).
-    if (type(product_id) is not str or not 0 < len(product_id) <= MAX_PRODUCT_ID_CHARS
-            or not product_id.isascii() or not product_id.isprintable()):
+    if not is_product_id(product_id):
         raise InvalidEvent(InvalidReason.WRONG_TYPE,
                            f"product_id must be printable ASCII of 1 to {MAX_PRODUCT_ID_CHARS} characters")
     if type(event_type) is not str:
@@ -92,7 +91,7 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
         raise InvalidEvent(InvalidReason.NEGATIVE_VALUE, "price and quantity must be >= 0")
 
     name = data.get("product_name") or ""
-    if type(name) is not str or len(name) > MAX_PRODUCT_NAME_CHARS or not name.isprintable():
+    if not is_product_name(name):
         raise InvalidEvent(InvalidReason.WRONG_TYPE,
                            f"product_name must be printable text of at most {MAX_PRODUCT_NAME_CHARS} characters")
 

@@ -17,12 +17,14 @@ totals and in ``late_total`` but in no bucket. Revenue is an exact integer of ce
 """
 from __future__ import annotations
 
+from .. import snapshots
 from ..events.model import ADDTOBASKET, EVENT_TYPES, PRODUCTVIEW, PURCHASE, Event
 from ..snapshots import FUNNEL_MINUTES, PRODUCT_CANDIDATES, MinuteSummary, Snapshot, TypeTotal
 from .hll import HyperLogLog, hash64
 
 TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
-FUNNEL_STAGES = {PRODUCTVIEW: "viewed", ADDTOBASKET: "added", PURCHASE: "purchased"}
+# event type -> the funnel stage (a sketch of the snapshot format) it counts towards
+FUNNEL_STAGES = dict(zip((PRODUCTVIEW, ADDTOBASKET, PURCHASE), snapshots.FUNNEL_STAGES, strict=True))
 
 
 class MinuteBucket:

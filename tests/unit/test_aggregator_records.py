@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from eventdash.config import Settings
 from eventdash.consumer import aggregator as aggregator_module
 from eventdash.consumer.aggregator import Aggregator, FatalClientError
-from eventdash.consumer.checkpoint import Checkpoint
+from eventdash.consumer.checkpoint import Checkpoint, TransactionAborted
 from eventdash.observability.metrics import ConsumerMetrics
 from eventdash.stats.partition_state import PartitionStats
 
@@ -66,7 +66,7 @@ def test_an_unexpected_exception_on_one_record_is_dead_lettered_and_processing_g
 
 def test_a_dead_letter_that_cannot_be_produced_is_not_counted(aggregator):
     aggregator.checkpoint.producer.produce.side_effect = KafkaException(KafkaError(KafkaError._STATE, "fenced"))
-    with pytest.raises(KafkaException):
+    with pytest.raises(TransactionAborted):
         aggregator._process([record(b"not json", 7)])
     assert aggregator.checkpoint.states[0].invalid == {} and aggregator.checkpoint.dirty == set()
 

@@ -29,7 +29,8 @@ from eventdash.stats.hll import REGISTERS
 from eventdash.stats.partition_state import PartitionStats
 
 T0 = 1_764_380_400_000  # a whole minute
-BIG = 2**63 - 1
+BIG = 2**63 - 1  # the largest total a snapshot may hold
+WINDOW_BIG = snapshots.MAX_WINDOW_COUNT  # the largest per-second or per-minute count
 
 
 def ev(kind: str, ts: int, session: str = "s1", product: str = "p1", price_cents: int = 1000, qty: int = 1,
@@ -352,13 +353,13 @@ def worst_state() -> PartitionStats:
     # and the counts and sketches that only a long life could fill are set to their largest
     rng = random.Random(1)
     for counts in stats.seconds.values():
-        counts[:] = [BIG - rng.randrange(1000) for _ in counts]
+        counts[:] = [WINDOW_BIG - rng.randrange(1000) for _ in counts]
     for bucket in stats.minutes.values():
         for sketch in bucket.sketches.values():
             sketch.registers = bytearray(rng.randint(1, snapshots._MAX_RANK) for _ in range(REGISTERS))
         for counter in (bucket.views, bucket.purchases):
             for pid in counter:
-                counter[pid] = BIG - rng.randrange(1000)
+                counter[pid] = WINDOW_BIG - rng.randrange(1000)
     for reason in (*InvalidReason.ALL, INTERNAL_ERROR):
         stats.record_invalid(reason)
         stats.invalid[reason] = BIG
