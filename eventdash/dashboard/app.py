@@ -19,6 +19,7 @@ from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
 from .live import LiveStats
+from .native import detect_async_mode
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +36,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 # bytes each). A larger HTTP body or WebSocket frame is refused instead of buffered (python-engineio's default
 # is 1 MB).
 MAX_CLIENT_MESSAGE_BYTES = 4096
-
-
-def detect_async_mode() -> str:
-    if "gevent" in sys.modules:
-        from gevent import monkey
-
-        if monkey.is_module_patched("socket"):
-            return "gevent"
-    if "eventlet" in sys.modules:
-        import eventlet.patcher
-
-        if eventlet.patcher.is_monkey_patched("socket"):
-            return "eventlet"
-    return "threading"
 
 
 def web_root_of(settings: Settings) -> Path:

@@ -1,4 +1,4 @@
-"""Real OS threads inside a monkey-patched (eventlet or gevent) dashboard.
+"""Which async library runs the dashboard, and real OS threads inside it (eventlet or gevent).
 
 Blocking librdkafka calls would stall the event loop, so they run on a native thread of their
 own. Such a thread touches no green primitive: it uses the original ``sleep`` and hands its
@@ -11,22 +11,23 @@ import time
 from collections.abc import Callable
 
 
-def _patched_by() -> str | None:
+def detect_async_mode() -> str:
+    """``gevent`` or ``eventlet``, whichever has monkey-patched this process (gunicorn's worker), else ``threading``."""
     if "gevent" in sys.modules:
         from gevent import monkey
 
-        if monkey.is_module_patched("time"):
+        if monkey.is_module_patched("socket"):
             return "gevent"
     if "eventlet" in sys.modules:
         import eventlet.patcher
 
-        if eventlet.patcher.is_monkey_patched("time"):
+        if eventlet.patcher.is_monkey_patched("socket"):
             return "eventlet"
-    return None
+    return "threading"
 
 
 def start_native_thread(target: Callable[[], None]) -> None:
-    library = _patched_by()
+    library = detect_async_mode()
     if library == "gevent":
         from gevent import monkey
 
@@ -42,7 +43,7 @@ def start_native_thread(target: Callable[[], None]) -> None:
 
 
 def native_sleep() -> Callable[[float], None]:
-    library = _patched_by()
+    library = detect_async_mode()
     if library == "gevent":
         from gevent import monkey
 
