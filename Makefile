@@ -10,10 +10,11 @@ ZOOKEEPER_PORT ?= 2181
 
 .PHONY: dev test test-fast test-container screenshot bench setup system-deps browser-deps docker-deps compose-plugin clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -62,7 +62,7 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
             return
         logger.warning("killing everything now")
         for proc in children:
-            processes.kill_group(proc)
+            processes.kill_tree(proc)
         kafka.kill()
         os._exit(130)
 

@@ -54,10 +54,16 @@ def stop_group(proc: subprocess.Popen, *, name: str, timeout: float = 20.0) -> N
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         logger.warning("%s did not stop within %.0f s, killing it", name, timeout)
+        below = descendants(proc.pid)  # before the kill: orphans would be re-parented out of reach
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(5)
 
 
@@ -67,4 +73,38 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    proc.wait(10)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (Linux /proc), whatever process group or session it is in."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            for child in children:
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the child and everything below it at once (supervisord puts each program in a
+    process group of its own, so killing the child's group alone would orphan them)."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait(10)

@@ -10,23 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.processes import descendants
 from devstack.readiness import free_port, wait_until
 
 from ..helpers import ROOT, count_topic_by_type, ctl, get_stats, python_env, status, totals_equal, wait_for_stats
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        parent = stack.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            children = (task / "children").read_text().split() if (task / "children").exists() else []
-            for child in map(int, children):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-    return found
 
 
 def command_of(pid: int) -> str:
@@ -110,6 +97,18 @@ class DevRunner:
                    timeout=10)
         return time.monotonic() - began
 
+    def double_ctrl_c(self) -> float:
+        """Two SIGINTs in a row, as an impatient user sends: everything must be gone at once."""
+        started = descendants(self.proc.pid)
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "stopping (at most" in self.log(), what="the runner to begin stopping", timeout=10)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(15)
+        wait_until(lambda: not [p for p in started if command_of(p)], what="every child process to be gone",
+                   timeout=10)
+        return time.monotonic() - began
+
     def power_cut(self) -> None:
         """SIGKILL the runner and every process under it at the same moment."""
         victims = [self.proc.pid, *descendants(self.proc.pid)]
@@ -160,5 +159,12 @@ def test_dev_stack_survives_chaos_and_a_power_cut_and_ctrl_c_is_quick(tmp_path, 
     in_topic = count_topic_by_type(f"127.0.0.1:{dev.ports[1]}", "events")
     wait_for_stats(dev.base, totals_equal(dict(in_topic)), what="exact totals after the power cut", timeout=60,
                    alive=dev.died)
+
+    # An impatient second Ctrl-C stops at once, and the stack still starts again.
+    took = dev.double_ctrl_c()
+    assert took <= 5, f"a second Ctrl-C took {took:.1f} s"
+    dev.start()
+    wait_for_stats(dev.base, totals_equal(dict(in_topic)), what="the totals back after a double Ctrl-C",
+                   timeout=60, alive=dev.died)
     took = dev.ctrl_c()
     assert took <= 15, f"Ctrl-C took {took:.1f} s"

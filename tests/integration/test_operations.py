@@ -140,7 +140,9 @@ def test_metrics_of_all_three_programs(stack_env, start_program, start_dashboard
                what="consumer metrics to count 500 events", timeout=30)
     assert metric(consumer_port, "eventdash_consumer_assigned_partitions") == 6
     assert metric(consumer_port, "eventdash_consumer_transactions_committed_total") >= 1
-    dashboard_metrics = requests.get(f"{base}/metrics", timeout=5).text
+    scrape = requests.get(f"{base}/metrics", timeout=5)
+    assert scrape.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"  # one charset
+    dashboard_metrics = scrape.text
     assert "eventdash_dashboard_socketio_clients" in dashboard_metrics
     assert "eventdash_dashboard_kafka_up 1.0" in dashboard_metrics
 

@@ -1,9 +1,13 @@
 """produce --count N → consumer → event_statistics → dashboard: exact totals, HTTP and Socket.IO."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+import orjson
 import pytest
 import socketio
 
@@ -68,3 +72,13 @@ def test_produced_events_reach_the_dashboard_exactly(stack_env, start_program, s
     assert len(broadcasts) >= 2
     for earlier, later in zip(broadcasts, broadcasts[4:]):
         assert later - earlier >= 0.9, "more than 4 broadcasts within one second"
+
+
+def test_the_eventdash_command_is_installed_and_produces(stack_env):
+    """`pip install .` (`-e .` in make setup) puts `eventdash` on the PATH: `eventdash produce --count 10`."""
+    command = Path(sys.executable).parent / "eventdash"
+    env = {k: v for k, v in stack_env().items() if k != "PYTHONPATH"}  # the installed package, not the tree
+    result = subprocess.run([str(command), "produce", "--count", "10", "--rate", "0"], env=env, cwd="/",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert orjson.loads(result.stdout.strip().splitlines()[-1])["produced"] == 10
