@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import requests
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from devstack.localkafka import LocalKafka
 from devstack.readiness import free_port, wait_until
@@ -141,7 +142,7 @@ def test_metrics_of_all_three_programs(stack_env, start_program, start_dashboard
     assert metric(consumer_port, "eventdash_consumer_assigned_partitions") == 6
     assert metric(consumer_port, "eventdash_consumer_transactions_committed_total") >= 1
     scrape = requests.get(f"{base}/metrics", timeout=5)
-    assert scrape.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"  # one charset
+    assert scrape.headers["Content-Type"] == CONTENT_TYPE_LATEST  # charset=utf-8 once, not twice
     dashboard_metrics = scrape.text
     assert "eventdash_dashboard_socketio_clients" in dashboard_metrics
     assert "eventdash_dashboard_kafka_up 1.0" in dashboard_metrics
