@@ -59,18 +59,19 @@ system-deps: browser-deps docker-deps compose-plugin
 	@command -v mvn >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) maven)
 	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) nodejs npm)
 
+# docker.io brings docker-init (tini); apparmor lets Debian's engine start containers where the
+# kernel has AppArmor on; debootstrap builds the base-image stand-ins where no registry answers.
 docker-deps:
-	@command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) docker.io)
-	@command -v docker-init >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) tini)
+	@command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) docker.io apparmor ca-certificates)
 	@command -v debootstrap >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) debootstrap)
 
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) chromium)
+	@[ -x /usr/bin/chromium ] || (apt-get update -qq && $(APT_INSTALL) chromium)
 
 # `docker compose` (v2) for the test that validates docker-compose.yml. Machines with only the
 # docker client get the plugin built from its Go module (about 2 minutes, once).
 COMPOSE_VERSION := v2.40.3
-compose-plugin:
+compose-plugin: docker-deps
 	@docker compose version >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1 || $(MAKE) --no-print-directory build-compose-plugin
 
 # Compose needs a newer Go than Debian 12's golang-go (1.19): that one fetches the official toolchain
@@ -83,8 +84,8 @@ build-compose-plugin:
 	  && cd .cache/compose-build && { [ -f go.mod ] || $$GO mod init eventdash-compose-build; } \
 	  && $$GO get github.com/docker/compose/v2/cmd@$(COMPOSE_VERSION) \
 	  && $$GO build -o docker-compose github.com/docker/compose/v2/cmd
-	mkdir -p $(HOME)/.docker/cli-plugins
-	cp .cache/compose-build/docker-compose $(HOME)/.docker/cli-plugins/docker-compose
+	mkdir -p /usr/local/lib/docker/cli-plugins
+	cp .cache/compose-build/docker-compose /usr/local/lib/docker/cli-plugins/docker-compose
 
 clean:
 	rm -rf .run .pytest_cache

@@ -26,11 +26,12 @@ from .readiness import NotReady, wait_until
 logger = logging.getLogger(__name__)
 
 # Each program stops within 6 s of SIGTERM (eventdash.__main__), in practice the producer within
-# 3 s (its flush) and the dashboard within 4 s (gunicorn's graceful timeout): 13 s for supervisord.
-SUPERVISORD_STOP_SECONDS = 13
+# 3 s (its flush) and the dashboard within 4 s (gunicorn's graceful timeout): 12 s for supervisord,
+# and a second of margin for the waits after a SIGKILL.
+SUPERVISORD_STOP_SECONDS = 12
 KAFKA_STOP_SECONDS = 1.5  # past this, SIGKILL: Kafka recovers its log at the next start
 ZOOKEEPER_STOP_SECONDS = 0.5
-STOP_BUDGET_SECONDS = SUPERVISORD_STOP_SECONDS + KAFKA_STOP_SECONDS + ZOOKEEPER_STOP_SECONDS
+STOP_BUDGET_SECONDS = SUPERVISORD_STOP_SECONDS + KAFKA_STOP_SECONDS + ZOOKEEPER_STOP_SECONDS + 1
 
 
 def _port_free(port: int) -> bool:
@@ -46,12 +47,17 @@ def _port_free(port: int) -> bool:
 def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
     """Run the stack from ``home`` (default: this project; a test passes a private folder, into which
     deploy/supervisord.conf is copied unchanged, so that ``.run/`` is its own)."""
-    for name, port in (("Kafka", kafka_port), ("ZooKeeper", zookeeper_port)):
+    dashboard_port = os.environ.get("EVENTDASH_PORT", "5002").strip() or "5002"
+    ports = [("Kafka", kafka_port), ("ZooKeeper", zookeeper_port)]
+    if dashboard_port.isdigit():  # anything else: the dashboard itself names the bad variable
+        ports.append(("the dashboard", int(dashboard_port)))
+    for name, port in ports:
         if not _port_free(port):
-            logger.error("port %d for %s is in use: is another `make dev` or Kafka running?", port, name)
+            logger.error("port %d for %s is in use: is another `make dev`, Kafka or `docker compose up` running? "
+                         "(EVENTDASH_PORT moves the dashboard)", port, name)
             return 1
     stop = threading.Event()
-    children: list = []  # supervisord, then Kafka's processes once started
+    children: list = []  # supervisord, once started (Kafka's processes are the LocalKafka's)
 
     def on_signal(signum, _frame) -> None:
         if not stop.is_set():
@@ -72,15 +78,15 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
         conf.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROOT / "deploy" / "supervisord.conf", conf)
     (home / ".run").mkdir(exist_ok=True)
-    kafka = LocalKafka(home / ".run" / "kafka", kafka_port=kafka_port, zookeeper_port=zookeeper_port)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    kafka = LocalKafka(home / ".run" / "kafka", kafka_port=kafka_port, zookeeper_port=zookeeper_port,
+                       stop_timeouts=(KAFKA_STOP_SECONDS, ZOOKEEPER_STOP_SECONDS))
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed
+        signal.signal(signum, on_signal)
     supervisord = None
     try:
         kafka.start()
         env = program_env({"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                            "EVENTDASH_SUPERVISOR_SOCKET": str(home / ".run" / "supervisor.sock")})
-        dashboard_port = env.get("EVENTDASH_PORT", "5002")
         supervisord = processes.spawn(
             [str(Path(sys.executable).parent / "supervisord"), "-c", str(conf)],
             env=env, cwd=str(ROOT), stdout=None, stderr=None)
@@ -100,7 +106,7 @@ def run_dev(*, kafka_port: int, zookeeper_port: int, home: Path = ROOT) -> int:
     finally:
         if supervisord is not None:
             processes.stop_group(supervisord, name="supervisord", timeout=SUPERVISORD_STOP_SECONDS)
-        kafka.stop(kafka_timeout=KAFKA_STOP_SECONDS, zookeeper_timeout=ZOOKEEPER_STOP_SECONDS)
+        kafka.stop()
         logger.info("everything stopped")
 
 

@@ -77,6 +77,7 @@ class LocalKafka:
     kafka_port: int = 0
     zookeeper_port: int = 0
     heap: str = "512m"
+    stop_timeouts: tuple[float, float] = (30.0, 30.0)  # (Kafka, ZooKeeper): SIGTERM, then SIGKILL
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     _logs: dict[str, Path] = field(default_factory=dict, init=False)
 
@@ -117,12 +118,14 @@ class LocalKafka:
         """Start the broker again on the same port with the same data."""
         self._start_kafka(fetch_jars(), timeout)
 
-    def stop(self, kafka_timeout: float = 30, zookeeper_timeout: float = 30) -> None:
-        """SIGTERM the broker, then ZooKeeper; SIGKILL either past its timeout (Kafka recovers its log)."""
-        for name, timeout in (("kafka", kafka_timeout), ("zookeeper", zookeeper_timeout)):
-            proc = self._procs.pop(name, None)
+    def stop(self) -> None:
+        """SIGTERM the broker, then ZooKeeper; SIGKILL either past its timeout (Kafka recovers its log).
+        A process stays listed until it is gone, so that :meth:`kill` can still reach it meanwhile."""
+        for name, timeout in zip(("kafka", "zookeeper"), self.stop_timeouts, strict=True):
+            proc = self._procs.get(name)
             if proc is not None:
                 processes.stop_group(proc, name=name, timeout=timeout)
+                self._procs.pop(name, None)
 
     def __enter__(self) -> LocalKafka:
         return self.start()

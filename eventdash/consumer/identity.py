@@ -6,7 +6,7 @@ aborts its dead predecessor's open transaction at once (otherwise readers with
 share an id: they would fence each other in a loop.
 
 Ids default to ``eventdash-aggregator-<hostname>-<instance>``. A process claims its id with an
-exclusive ``flock`` on a file in ``<tmp>/eventdash-locks-<uid>/``, released by the kernel when it dies, so:
+exclusive ``flock`` on a file in ``/tmp/eventdash-locks-<uid>/``, released by the kernel when it dies, so:
 - with ``EVENTDASH_INSTANCE`` unset, a process takes the lowest free instance number: a second
   ``python -m eventdash consume`` beside the supervised one simply becomes instance 1, and a
   restarted process gets its own number back;
@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,7 @@ class ClaimedId:
 
 
 def lock_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / f"eventdash-locks-{os.getuid()}"
+    path = Path("/tmp") / f"eventdash-locks-{os.getuid()}"  # fixed: $TMPDIR differs between processes
     path.mkdir(mode=0o700, exist_ok=True)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:

@@ -24,6 +24,8 @@ from ..helpers import ROOT, count_topic_by_type, totals_equal, wait_for_stats
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1500)]
 
 STANDINS = ROOT.parent / "shared" / "container-standins" / "build-standins.sh"
+STANDIN_TAGS = {"PYTHON_TAG": "python", "NODE_TAG": "node", "ZOOKEEPER_TAG": "confluentinc/cp-zookeeper",
+                "KAFKA_TAG": "confluentinc/cp-kafka"}
 
 
 def run(*args: str, timeout: float = 120, check: bool = True, env: dict | None = None) -> str:
@@ -45,7 +47,9 @@ def docker_engine(tmp_path_factory):
         yield
         return
     log = open(tmp_path_factory.mktemp("dockerd") / "dockerd.log", "wb")
-    daemon = subprocess.Popen(["dockerd", "--storage-driver=overlay2"], stdout=log, stderr=subprocess.STDOUT)
+    # Its own session: a Ctrl-C of the test run must not kill the engine before the teardown ran.
+    daemon = subprocess.Popen(["dockerd", "--storage-driver=overlay2"], stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
     try:
         wait_until(engine_answers, what="the Docker engine to answer", timeout=60,
                    alive=lambda: daemon.poll() is not None and f"dockerd exited {daemon.returncode}")
@@ -80,7 +84,16 @@ def images(docker_engine):
     missing = [tag for tag in missing if not pulled(tag)]
     if missing:
         assert STANDINS.exists(), f"cannot pull {missing} and there are no stand-ins at {STANDINS}"
-        run("bash", str(STANDINS), timeout=900)
+        # The script builds all four kinds; send the ones that exist to throwaway tags.
+        env = dict(os.environ)
+        for variable, kind in STANDIN_TAGS.items():
+            tag = next(t for t in base_images() if t.split(":")[0] == kind)
+            if tag not in missing:
+                env[variable] = f"standin/unused-{kind.rsplit('/', 1)[-1]}:{uuid.uuid4().hex[:8]}"
+        run("bash", str(STANDINS), timeout=900, env=env)
+        for variable in STANDIN_TAGS:
+            if env.get(variable, "").startswith("standin/unused-"):
+                subprocess.run(["docker", "image", "rm", env[variable]], capture_output=True)
 
 
 class Compose:
@@ -88,7 +101,8 @@ class Compose:
         self.project = f"eventdash-ct-{uuid.uuid4().hex[:8]}"
         self.dashboard_port, self.kafka_port = free_port(), free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTDASH_", "KAFKA_"))}
-        self.env.update({"EVENTDASH_PUBLISH_PORT": str(self.dashboard_port),
+        self.image = f"eventdash:ct-{self.project.rsplit('-', 1)[1]}"  # never the user's eventdash:latest
+        self.env.update({"EVENTDASH_IMAGE": self.image, "EVENTDASH_PUBLISH_PORT": str(self.dashboard_port),
                          "EVENTDASH_KAFKA_HOST_PORT": str(self.kafka_port), "EVENTDASH_RATE": "100",
                          "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"})
 
@@ -149,6 +163,7 @@ def compose(images, tmp_path):
                            "--tail", "40"], capture_output=True, text=True, cwd=ROOT, env=stack.env)
     print(logs.stdout[-6000:])
     stack("down", "-v", "--remove-orphans", timeout=180)
+    subprocess.run(["docker", "image", "rm", stack.image], capture_output=True, timeout=120)
 
 
 def test_compose_up_supervisorctl_restarts_and_scaling(compose):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import processes
 from devstack.processes import descendants
 from devstack.readiness import free_port, wait_until
 
@@ -122,49 +123,56 @@ class DevRunner:
 @pytest.mark.slow
 def test_dev_stack_survives_chaos_and_a_power_cut_and_ctrl_c_is_quick(tmp_path, start_program):
     dev = DevRunner(tmp_path)
-    dev.start()
-    wait_for_stats(dev.base, lambda s: s["events_total"] > 0, what="events on the dashboard", timeout=120,
-                   alive=dev.died)
+    try:
+        dev.start()
+        wait_for_stats(dev.base, lambda s: s["events_total"] > 0, what="events on the dashboard", timeout=120,
+                       alive=dev.died)
 
-    # Chaos: the supervised consumer SIGKILLed twice, and a second consumer that joins and is killed.
-    for _ in range(2):
-        consumer_pid = wait_until(lambda: (s := status(dev.conf).get("consumer", ("", None)))[0] == "RUNNING" and s[1],
-                                  what="the consumer RUNNING", timeout=60, alive=dev.died)
-        os.kill(consumer_pid, signal.SIGKILL)
-        wait_until(lambda pid=consumer_pid: (s := status(dev.conf)["consumer"])[0] == "RUNNING" and s[1] != pid,
-                   what="supervisord to restart the consumer", timeout=30, alive=dev.died)
-    extra = start_program("consumer-extra", ["consume"], {
-        **dev.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dev.ports[1]}", "EVENTDASH_INSTANCE": "1"})
-    wait_until(lambda: "restored" in extra.log_path.read_text(), what="the extra consumer to take partitions",
-               timeout=60, alive=extra.died)
-    extra.kill()
-    took = dev.ctrl_c()
-    assert took <= 15, f"Ctrl-C after chaos took {took:.1f} s"
+        # Chaos: the supervised consumer SIGKILLed twice, and a second consumer that joins and is killed.
+        for _ in range(2):
+            consumer_pid = wait_until(
+                lambda: (s := status(dev.conf).get("consumer", ("", None)))[0] == "RUNNING" and s[1],
+                what="the consumer RUNNING", timeout=60, alive=dev.died)
+            os.kill(consumer_pid, signal.SIGKILL)
+            wait_until(
+                lambda pid=consumer_pid: (s := status(dev.conf)["consumer"])[0] == "RUNNING" and s[1] != pid,
+                what="supervisord to restart the consumer", timeout=30, alive=dev.died)
+        extra = start_program("consumer-extra", ["consume"], {
+            **dev.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dev.ports[1]}",
+            "EVENTDASH_TRANSACTIONAL_ID": f"dev-chaos-extra-{time.monotonic_ns()}"})
+        wait_until(lambda: "restored" in extra.log_path.read_text(), what="the extra consumer to take partitions",
+                   timeout=60, alive=extra.died)
+        extra.kill()
+        took = dev.ctrl_c()
+        assert took <= 15, f"Ctrl-C after chaos took {took:.1f} s"
 
-    # Again, then a power cut: every process SIGKILLed at once.
-    dev.start()
-    wait_for_stats(dev.base, lambda s: s["events_total"] > 0, what="the stack back after Ctrl-C", timeout=60,
-                   alive=dev.died)
-    wait_until(lambda: status(dev.conf).get("producer", ("",))[0] == "RUNNING", what="the producer running",
-               timeout=30, alive=dev.died)
-    before = get_stats(dev.base)["events_total"]
-    dev.power_cut()
+        # Again, then a power cut: every process SIGKILLed at once.
+        dev.start()
+        wait_for_stats(dev.base, lambda s: s["events_total"] > 0, what="the stack back after Ctrl-C", timeout=60,
+                       alive=dev.died)
+        wait_until(lambda: status(dev.conf).get("producer", ("",))[0] == "RUNNING", what="the producer running",
+                   timeout=30, alive=dev.died)
+        before = get_stats(dev.base)["events_total"]
+        dev.power_cut()
 
-    began = time.monotonic()
-    dev.start()
-    wait_for_stats(dev.base, lambda s: s["events_total"] > before, what="counting again after a power cut",
-                   timeout=60, alive=dev.died)
-    assert time.monotonic() - began <= 60
-    assert "stopped" in ctl(dev.conf, "stop", "producer")
-    in_topic = count_topic_by_type(f"127.0.0.1:{dev.ports[1]}", "events")
-    wait_for_stats(dev.base, totals_equal(dict(in_topic)), what="exact totals after the power cut", timeout=60,
-                   alive=dev.died)
+        began = time.monotonic()
+        dev.start()
+        wait_for_stats(dev.base, lambda s: s["events_total"] > before, what="counting again after a power cut",
+                       timeout=60, alive=dev.died)
+        assert time.monotonic() - began <= 60
+        assert "stopped" in ctl(dev.conf, "stop", "producer")
+        in_topic = count_topic_by_type(f"127.0.0.1:{dev.ports[1]}", "events")
+        wait_for_stats(dev.base, totals_equal(dict(in_topic)), what="exact totals after the power cut", timeout=60,
+                       alive=dev.died)
 
-    # An impatient second Ctrl-C stops at once, and the stack still starts again.
-    took = dev.double_ctrl_c()
-    assert took <= 5, f"a second Ctrl-C took {took:.1f} s"
-    dev.start()
-    wait_for_stats(dev.base, totals_equal(dict(in_topic)), what="the totals back after a double Ctrl-C",
-                   timeout=60, alive=dev.died)
-    took = dev.ctrl_c()
-    assert took <= 15, f"Ctrl-C took {took:.1f} s"
+        # An impatient second Ctrl-C stops at once, and the stack still starts again.
+        took = dev.double_ctrl_c()
+        assert took <= 5, f"a second Ctrl-C took {took:.1f} s"
+        dev.start()
+        wait_for_stats(dev.base, totals_equal(dict(in_topic)), what="the totals back after a double Ctrl-C",
+                       timeout=60, alive=dev.died)
+        took = dev.ctrl_c()
+        assert took <= 15, f"Ctrl-C took {took:.1f} s"
+    finally:
+        if dev.proc is not None and dev.proc.poll() is None:
+            processes.kill_tree(dev.proc)  # a failed run must not leave a stack behind
