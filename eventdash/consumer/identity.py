@@ -30,6 +30,7 @@ from ..config import ConfigError, Settings
 logger = logging.getLogger(__name__)
 
 MAX_AUTO_INSTANCES = 64
+LOCK_ROOT = Path("/tmp")  # fixed, not $TMPDIR: every process on the host must see the same locks
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class ClaimedId:
 
 
 def lock_dir() -> Path:
-    path = Path("/tmp") / f"eventdash-locks-{os.getuid()}"  # fixed: $TMPDIR differs between processes
+    path = LOCK_ROOT / f"eventdash-locks-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:

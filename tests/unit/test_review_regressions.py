@@ -193,22 +193,27 @@ def test_F7c_poison_snapshot_ends_the_dashboard_feed_for_good():
         feed_module.make_consumer = original
 
 
-def test_F8_lock_file_symlink_truncates_the_target(tmp_path, monkeypatch):
-    """lock_dir() accepts a pre-existing (other user's, world-writable) <tmp>/eventdash and
-    _try_lock follows a planted symlink, then ftruncate()s whatever it points at."""
+def test_F8_a_planted_lock_directory_or_symlink_is_refused_and_truncates_nothing(tmp_path, monkeypatch):
+    """Before the fix, lock_dir() accepted a world-writable <tmp>/eventdash that another user could
+    create first, and _try_lock followed a planted symlink, then ftruncate()d what it points at."""
+    import os
+
     from eventdash.config import Settings
     from eventdash.consumer import identity
 
-    monkeypatch.setattr(identity.tempfile, "gettempdir", lambda: str(tmp_path))
-    shared = tmp_path / "eventdash"
-    shared.mkdir(mode=0o777)
-    shared.chmod(0o777)  # as another local user could have created it first
+    monkeypatch.setattr(identity, "LOCK_ROOT", tmp_path)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious data\n")
+    shared = tmp_path / f"eventdash-locks-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)  # as another local user could have made it first
     (shared / f"{identity.default_id('0')}.lock").symlink_to(victim)
-    claimed = identity.claim_transactional_id(Settings())
-    claimed.release()
-    assert victim.read_text() == "precious data\n", f"victim now holds {victim.read_text()!r}"
+    with pytest.raises(RuntimeError, match="not a private directory"):
+        identity.claim_transactional_id(Settings())
+    shared.chmod(0o700)  # private, but with a symlink planted in it
+    with pytest.raises(OSError):
+        identity.claim_transactional_id(Settings(instance="0"))
+    assert victim.read_text() == "precious data\n"
 
 
 def _live(snaps: dict, lags: dict | None, stale_after: float = 15.0):
