@@ -35,7 +35,11 @@ class Runs:
         return statistics.median(self.values)
 
     def cell(self, fmt: str = "{:,.0f}") -> str:
-        return f"{fmt.format(self.median)} ({fmt.format(min(self.values))}–{fmt.format(max(self.values))})"
+        """Median (min–max) of n runs; a single run says so."""
+        if len(self.values) == 1:
+            return f"{fmt.format(self.values[0])} (1 run)"
+        return (f"{fmt.format(self.median)} ({fmt.format(min(self.values))}–{fmt.format(max(self.values))}, "
+                f"{len(self.values)} runs)")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,6 +84,16 @@ def new_topic(bootstrap: str, prefix: str, partitions: int = PARTITIONS) -> str:
 def simulated_events(seed: int = 1):
     """Realistic events with real-time timestamps (the simulator's own clock)."""
     return ShopperSimulator(seed=seed, clock_ms=lambda: time.time_ns() // 1_000_000).events()
+
+
+def encoded_events(count: int, seed: int = 2) -> list[tuple[bytes, bytes]]:
+    """``count`` real simulated events, pre-encoded as (key, value), for raw loops to cycle."""
+    events = simulated_events(seed)
+    pairs = []
+    for _ in range(count):
+        event = next(events)
+        pairs.append((event["session_id"].encode(), orjson.dumps(event)))
+    return pairs
 
 
 def fill_topic(bootstrap: str, topic: str, count: int, events=None) -> float:

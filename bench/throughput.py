@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from eventdash.config import Settings
 from eventdash.consumer.aggregator import Aggregator
 from eventdash.kafka.admin import ensure_topics, make_admin
-from eventdash.kafka.clients import make_producer, produce_with_backpressure
+from eventdash.kafka.clients import AGGREGATOR_FETCH_SETTINGS, make_producer, produce_with_backpressure
 from eventdash.producer.runner import run_producer
 
 from .common import ROOT, eventdash_env, eventdash_topics, new_topic
@@ -40,22 +40,24 @@ def eventdash_produce(bootstrap: str, count: int) -> tuple[float, float]:
     return count / elapsed, 0.0
 
 
-def raw_produce(bootstrap: str, count: int, payload_size: int) -> float:
-    """The limit: the same producer settings, one pre-encoded constant payload, no simulation."""
+def raw_produce(bootstrap: str, count: int, events: list[tuple[bytes, bytes]]) -> float:
+    """The limit: the same producer settings and the same real events, pre-encoded, cycled; timed
+    like ``run_producer`` from client creation to the last delivery (flush)."""
     settings = settings_for(bootstrap, eventdash_topics("bench-raw"))
     topic = new_topic(bootstrap, "bench-raw-produce")
-    producer = make_producer(settings, "bench-raw")
-    payload = b"x" * payload_size
-    keys = [f"s-{i:016x}".encode() for i in range(1024)]
     started = time.perf_counter()
+    producer = make_producer(settings, "bench-raw")
+    cycle = len(events)
     for i in range(count):
-        produce_with_backpressure(producer, topic, payload, key=keys[i & 1023])
+        key, value = events[i % cycle]
+        produce_with_backpressure(producer, topic, value, key=key)
     assert producer.flush(120) == 0
     return count / (time.perf_counter() - started)
 
 
 def raw_consume(bootstrap: str, topic: str, count: int) -> float:
-    """The limit: consume-and-discard with the aggregator's fetch settings, no consumer group.
+    """The limit: consume-and-discard with the aggregator's fetch settings (``AGGREGATOR_FETCH_SETTINGS``),
+    no consumer group; timed like the aggregator, from the first message to the last.
 
     ``fetch.queue.backoff.ms`` matters: at librdkafka's default (1000 ms) a consumer that drains
     its queue faster than the fetcher refills it idles up to a second per refill, which made
@@ -63,7 +65,7 @@ def raw_consume(bootstrap: str, topic: str, count: int) -> float:
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "fetch.wait.max.ms": 100, "fetch.queue.backoff.ms": 10})
+                         **AGGREGATOR_FETCH_SETTINGS})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     seen, first = 0, None
@@ -112,11 +114,17 @@ def ensure_quix_venv() -> Path:
     return python
 
 
-def quix_consume(bootstrap: str, topic: str, count: int, guarantee: str, work_dir: Path) -> float:
+QUIX_VARIANTS = ("group_by", "per_partition")
+QUIX_COMMIT_INTERVAL_SECONDS = 0.25  # eventdash's snapshot interval
+
+
+def quix_consume(bootstrap: str, topic: str, count: int, variant: str, guarantee: str, work_dir: Path) -> float:
+    """Quix Streams on the same pre-filled topic, with the aggregator's fetch settings and commit interval."""
     python = ensure_quix_venv()
     result = subprocess.run(
         [str(python), str(Path(__file__).parent / "quix_app.py"), bootstrap, topic, str(count), guarantee,
-         str(work_dir / f"quix-state-{uuid.uuid4().hex[:8]}")],
+         str(work_dir / f"quix-state-{uuid.uuid4().hex[:8]}"), variant, json.dumps(AGGREGATOR_FETCH_SETTINGS),
+         str(QUIX_COMMIT_INTERVAL_SECONDS)],
         capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"quix app failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")

@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from ..config import Settings
 from ..events.validation import InvalidEvent, parse_event
 from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_broker
-from ..kafka.clients import make_consumer, make_producer
+from ..kafka.clients import AGGREGATOR_FETCH_SETTINGS, make_consumer, make_producer
 from ..observability.metrics import ConsumerMetrics, serve
 from ..snapshots import HEARTBEAT_SECONDS, PRODUCER_MAX_MESSAGE_BYTES, InvalidSnapshot, Snapshot, read_latest
 from ..stats.partition_state import PartitionStats
@@ -88,9 +88,7 @@ class Aggregator:
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": 1000,
-            "fetch.wait.max.ms": 100,
-            "fetch.queue.backoff.ms": 10,  # refill the local queue at once instead of idling up to 1 s
-            "queued.max.messages.kbytes": 8192,  # prefetch at most 8 MB (default 64 MB): bounded RSS
+            **AGGREGATOR_FETCH_SETTINGS,
         })
         self.checkpoint = Checkpoint(
             producer, events_topic=s.events_topic, statistics_topic=s.statistics_topic,
