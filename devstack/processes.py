@@ -59,11 +59,7 @@ def stop_group(proc: subprocess.Popen, *, name: str, timeout: float = 20.0) -> N
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        for pid in below:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _sigkill(below)
         proc.wait(5)
 
 
@@ -102,9 +98,13 @@ def descendants(pid: int) -> set[int]:
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the child and everything below it at once (supervisord puts each program in a
     process group of its own, so killing the child's group alone would orphan them)."""
-    for pid in [proc.pid, *descendants(proc.pid)]:
+    _sigkill([proc.pid, *descendants(proc.pid)])
+    proc.wait(10)
+
+
+def _sigkill(pids) -> None:
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.wait(10)

@@ -171,9 +171,12 @@ class Checkpoint:
 
     def commit(self, deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> None:
         """Publish the changed (or, as a heartbeat, all) snapshots with the input offsets, atomically."""
-        now = self._clock()
-        quiet = {p for p in self.states if now - self.published_at.get(p, float("-inf")) >= self.heartbeat_seconds}
-        partitions = sorted(self.dirty | quiet) if self.dirty else sorted(self.states)
+        if self.dirty:  # the changed partitions, and any other whose last snapshot is a heartbeat old
+            now = self._clock()
+            quiet = {p for p, at in self.published_at.items() if now - at >= self.heartbeat_seconds}
+            partitions = sorted(self.dirty | quiet)
+        else:
+            partitions = sorted(self.states)
         self.begin()
         now_ms = self._wall_clock_ms()
         offsets = []
