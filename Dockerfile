@@ -7,7 +7,23 @@ WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --omit=dev
 
-# 2. Python dependencies (pinned by requirements.txt; all binary wheels, no compiler needed) and the
+# 2. The aggregator's Rust hot path as a wheel: rustup's minimal toolchain (pinned, as the Makefile's),
+#    crates from crates.io, maturin from PyPI. Only the wheel leaves this stage.
+FROM python:3.11-slim AS native-build
+ARG RUST_TOOLCHAIN=1.95.0
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev curl ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+RUN curl -sSfL https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init -o /tmp/rustup-init \
+ && chmod +x /tmp/rustup-init \
+ && /tmp/rustup-init -y --no-modify-path --profile minimal --default-toolchain "${RUST_TOOLCHAIN}" \
+ && rm /tmp/rustup-init
+ENV PATH=/root/.cargo/bin:$PATH
+COPY native /build/native
+RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels /build/native
+
+# 3. Python dependencies (pinned by requirements.txt; all binary wheels, no compiler needed) and the
 #    eventdash package itself into a virtualenv: `python -m eventdash` and `eventdash` work anywhere.
 FROM python:3.11-slim AS python-deps
 RUN python -m venv /opt/venv
@@ -15,9 +31,10 @@ COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
 COPY pyproject.toml README.md /build/
 COPY eventdash /build/eventdash
-RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps /build
+COPY --from=native-build /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps /build /tmp/wheels/*.whl
 
-# 3. The runtime image: no build tools, no node, a non-root user.
+# 4. The runtime image: no build tools, no node, a non-root user.
 # EVENTDASH_METRICS_HOST=0.0.0.0: the producer's and consumer's /metrics (ports 9101, 9102) listen on the
 # container's network so Prometheus in another container can scrape them; none of them is published.
 FROM python:3.11-slim

@@ -4,11 +4,13 @@
 
 PYTHON ?= python3
 VENV := .venv
+# rustup installs cargo here (make system-deps); Debian 12's own cargo is too old for PyO3
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 PY := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 ZOOKEEPER_PORT ?= 2181
 
-.PHONY: dev test test-fast test-container screenshot bench setup system-deps browser-deps docker-deps compose-plugin clean
+.PHONY: dev test test-fast test-container screenshot bench setup system-deps browser-deps docker-deps compose-plugin rust-toolchain clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +26,18 @@ node_modules/.installed: package.json package-lock.json
 .cache/kafka-3.9.2/.complete: devstack/pom.xml
 	$(PY) -m devstack fetch
 
+# The aggregator's Rust hot path (native/, PyO3 through maturin, crates from crates.io). Without
+# cargo the consumer runs the pure-Python reference engine, which computes the same statistics.
+$(VENV)/.native: $(VENV)/.installed native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
+	@if command -v cargo >/dev/null 2>&1; then \
+	  echo "building eventdash_native (Rust; about 1 minute the first time)"; \
+	  $(PY) -m pip install --quiet ./native && touch $@; \
+	else \
+	  echo "cargo not found: the consumer will use the pure-Python engine (make system-deps installs Rust)"; \
+	fi
+
 setup: $(VENV)/.installed node_modules/.installed
-	$(MAKE) --no-print-directory .cache/kafka-3.9.2/.complete
+	$(MAKE) --no-print-directory .cache/kafka-3.9.2/.complete $(VENV)/.native
 
 dev: setup
 	$(PY) -m devstack dev --kafka-port $(KAFKA_PORT) --zookeeper-port $(ZOOKEEPER_PORT)
@@ -53,7 +65,7 @@ bench: setup
 # a Java runtime and Maven for the local Kafka, Node.js/npm for the browser libraries, Chromium for
 # the browser tests, and the Docker engine and client (with the compose plugin) for the container test.
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
-system-deps: browser-deps docker-deps compose-plugin
+system-deps: browser-deps docker-deps compose-plugin rust-toolchain
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || (apt-get update -qq && $(APT_INSTALL) python3-venv python3-pip)
 	@command -v java >/dev/null 2>&1 || (apt-get update -qq && ($(APT_INSTALL) openjdk-17-jre-headless || $(APT_INSTALL) default-jre-headless))
 	@command -v mvn >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) maven)
@@ -64,6 +76,15 @@ system-deps: browser-deps docker-deps compose-plugin
 docker-deps:
 	@command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) docker.io apparmor ca-certificates)
 	@command -v debootstrap >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) debootstrap)
+
+# Rust for the native engine: rustup's minimal profile from static.rust-lang.org, pinned (Debian 12's
+# rustc 1.63 is too old for PyO3); gcc is its linker.
+RUST_TOOLCHAIN := 1.95.0
+rust-toolchain:
+	@command -v cc >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) gcc libc6-dev)
+	@command -v cargo >/dev/null 2>&1 || (command -v curl >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) curl ca-certificates); \
+	  curl -sSfL https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init -o /tmp/rustup-init \
+	  && chmod +x /tmp/rustup-init && /tmp/rustup-init -y --no-modify-path --profile minimal --default-toolchain $(RUST_TOOLCHAIN))
 
 browser-deps:
 	@[ -x /usr/bin/chromium ] || (apt-get update -qq && $(APT_INSTALL) chromium)

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from devstack.environment import program_env
 from devstack.localkafka import KAFKA_VERSION, LocalKafka
 from eventdash.kafka.clients import produce_with_backpressure
+from eventdash.producer.catalog import CATALOG, Product
 from eventdash.producer.simulator import ShopperSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,9 +82,15 @@ def new_topic(bootstrap: str, prefix: str, partitions: int = PARTITIONS) -> str:
     return name
 
 
-def simulated_events(seed: int = 1):
+def simulated_events(seed: int = 1, catalog: tuple[Product, ...] = CATALOG):
     """Realistic events with real-time timestamps (the simulator's own clock)."""
-    return ShopperSimulator(seed=seed, clock_ms=lambda: time.time_ns() // 1_000_000).events()
+    return ShopperSimulator(seed=seed, clock_ms=lambda: time.time_ns() // 1_000_000, catalog=catalog).events()
+
+
+def synthetic_catalog(products: int) -> tuple[Product, ...]:
+    """``products`` products with the shop catalog's Zipf-like popularity, for the scaling runs."""
+    return tuple(Product(f"p-{i + 1:06d}", f"Product {i + 1}", 5.0 + (i % 200), 1.0 / (i + 1) ** 0.8)
+                 for i in range(products))
 
 
 def encoded_events(count: int, seed: int = 2) -> list[tuple[bytes, bytes]]:

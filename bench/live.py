@@ -55,12 +55,14 @@ def dashboard_worker_pid(master_pid: int) -> int:
 def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float) -> dict:
     """Delay from an event's ts to the first ``stats`` a client receives that includes it."""
     received: list[tuple[int, int]] = []  # (receive ms, min partition watermark ms)
+    sizes: list[int] = []  # bytes of each stats packet as the server encodes it
     with stack(bootstrap, work_dir / f"fresh-{int(rate)}", rate=rate) as (base, env, procs):
         client = socketio.Client(reconnection=False)
 
         @client.on("stats")
         def on_stats(payload):
             now = time.time_ns() // 1_000_000
+            sizes.append(len(b"42") + len(json.dumps(["stats", payload], separators=(",", ":")).encode()))
             marks = [p["watermark_ms"] for p in payload["partitions"]]
             if len(marks) == 6:
                 received.append((now, min(marks)))
@@ -71,6 +73,7 @@ def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float) -> di
         started = time.time_ns() // 1_000_000
         time.sleep(seconds)  # measuring window: the client collects broadcasts meanwhile
         client.disconnect()
+        window_seconds = (time.time_ns() // 1_000_000 - started) / 1000
         achieved = requests.get(f"{base}/api/stats", timeout=5).json()["events_per_second"]  # last 10 s
     marks = [m for _, m in received]
     delays = []
@@ -79,6 +82,7 @@ def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float) -> di
         if i < len(received):
             delays.append(received[i][0] - ts)
     return {"rate": rate, "achieved_rate": achieved, "broadcasts": len(received),
+            "bytes_per_second": sum(sizes) / window_seconds,
             "p50": percentile(delays, 50), "p95": percentile(delays, 95), "p99": percentile(delays, 99)}
 
 

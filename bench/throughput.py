@@ -10,8 +10,11 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from devstack import processes
+from devstack.readiness import free_port
 from eventdash.config import Settings
 from eventdash.consumer.aggregator import Aggregator
 from eventdash.kafka.admin import ensure_topics, make_admin
@@ -25,8 +28,8 @@ QUIX_VERSION = "3.28.1"
 QUIX_VENV = ROOT / ".cache" / f"bench-quix-{QUIX_VERSION}"
 
 
-def settings_for(bootstrap: str, topics: dict[str, str]) -> Settings:
-    return Settings.from_env(eventdash_env(bootstrap, topics))
+def settings_for(bootstrap: str, topics: dict[str, str], **extra: str) -> Settings:
+    return Settings.from_env(eventdash_env(bootstrap, topics, **extra))
 
 
 def eventdash_produce(bootstrap: str, count: int) -> tuple[float, float]:
@@ -80,11 +83,12 @@ def raw_consume(bootstrap: str, topic: str, count: int) -> float:
         consumer.close()
 
 
-def eventdash_consume(bootstrap: str, topic: str, count: int) -> float:
-    """The full statistics engine with exactly-once on, in this process, over a pre-filled topic."""
+def eventdash_consume(bootstrap: str, topic: str, count: int, engine: str = "native") -> float:
+    """The full statistics engine with exactly-once on, in this process, over a pre-filled topic;
+    ``engine``: the Rust hot path (native) or the Python reference (python)."""
     topics = eventdash_topics("bench-agg")
     topics["events"] = topic
-    aggregator = Aggregator(settings_for(bootstrap, topics))
+    aggregator = Aggregator(settings_for(bootstrap, topics, EVENTDASH_ENGINE=engine))
     thread = threading.Thread(target=aggregator.run, daemon=True)
     thread.start()
     first = None
@@ -102,6 +106,50 @@ def eventdash_consume(bootstrap: str, topic: str, count: int) -> float:
     finally:
         aggregator.stop.set()
         thread.join(60)
+
+
+def consumer_processes(bootstrap: str, topic: str, count: int, processes_n: int, work_dir: Path) -> float:
+    """``processes_n`` ``python -m eventdash consume`` processes in one group over a pre-filled topic.
+
+    Timed in steady state, by the processes' own counters (``/metrics``): from 20 % to 90 % of
+    the events, so start-up and the group's first rebalance are outside the timed region for any
+    number of processes.
+    """
+    topics = eventdash_topics("bench-scale")
+    topics["events"] = topic
+    group = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    ports = [free_port() for _ in range(processes_n)]
+    procs = []
+    try:
+        for i, port in enumerate(ports):
+            env = eventdash_env(bootstrap, topics, EVENTDASH_CONSUMER_GROUP=group, EVENTDASH_ENGINE="native",
+                                EVENTDASH_TRANSACTIONAL_ID=f"{group}-{i}", EVENTDASH_CONSUMER_METRICS_PORT=str(port))
+            with open(work_dir / f"scale-{processes_n}-{i}.log", "ab") as log:
+                procs.append(processes.spawn([sys.executable, "-m", "eventdash", "consume"], env=env,
+                                             cwd=str(ROOT), stdout=log))
+        marks: dict[float, float] = {}
+        deadline = time.monotonic() + 600
+        while len(marks) < 2:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"{processes_n} consumer processes did not consume {count:,} events")
+            done = sum(_consumed(port) for port in ports)
+            for share in (0.2, 0.9):
+                if share not in marks and done >= share * count:
+                    marks[share] = time.perf_counter()
+            time.sleep(0.005)
+        return 0.7 * count / (marks[0.9] - marks[0.2])
+    finally:
+        for i, proc in enumerate(procs):
+            processes.stop_group(proc, name=f"consumer-{i}", timeout=60)
+
+
+def _consumed(port: int) -> float:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return 0.0  # not listening yet
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("eventdash_consumer_events_total{"))
 
 
 def ensure_quix_venv() -> Path:

@@ -44,6 +44,7 @@ class Settings:
     future_tolerance_ms: int = 60_000
     max_event_bytes: int = 65_536
     top_n: int = 10
+    engine: str = "auto"  # native (Rust, eventdash_native), python (the reference), auto: native when installed
     # dashboard
     dashboard_host: str = "0.0.0.0"
     dashboard_port: int = 5002
@@ -83,6 +84,7 @@ class Settings:
             future_tolerance_ms=env.integer("EVENTDASH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms, 0, 86_400_000),
             max_event_bytes=env.integer("EVENTDASH_MAX_EVENT_BYTES", cls.max_event_bytes, 256, 1_000_000),
             top_n=env.integer("EVENTDASH_TOP_N", cls.top_n, 1, PRODUCT_CANDIDATES // 2),
+            engine=env.choice("EVENTDASH_ENGINE", cls.engine, ("auto", "native", "python")),
             dashboard_host=env.text("EVENTDASH_HOST", cls.dashboard_host, re.compile(r"^[A-Za-z0-9.:\-\[\]]+$")),
             dashboard_port=env.integer("EVENTDASH_PORT", cls.dashboard_port, 1, 65_535),
             worker_class=env.choice("EVENTDASH_WORKER_CLASS", cls.worker_class, ("eventlet", "gevent")),

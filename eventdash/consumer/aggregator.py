@@ -1,6 +1,7 @@
 """The statistics engine: ``events`` in, per-partition snapshots out, exactly once.
 
-One :class:`~eventdash.stats.partition_state.PartitionStats` per assigned input partition; the
+One partition state (:class:`~eventdash.stats.partition_state.PartitionStats`, or its Rust twin
+chosen by :mod:`eventdash.stats.engine`) per assigned input partition; the
 transaction cycle (snapshots, dead letters and input offsets committed together) belongs to
 :class:`~eventdash.consumer.checkpoint.Checkpoint`. On assignment a partition's state is
 restored from its newest valid snapshot and consumption resumes at the snapshot's
@@ -32,7 +33,7 @@ from ..kafka.admin import ensure_topics, make_admin, partition_count, wait_for_b
 from ..kafka.clients import AGGREGATOR_FETCH_SETTINGS, make_consumer, make_producer
 from ..observability.metrics import ConsumerMetrics, serve
 from ..snapshots import HEARTBEAT_SECONDS, PRODUCER_MAX_MESSAGE_BYTES, InvalidSnapshot, Snapshot, read_latest
-from ..stats.partition_state import PartitionStats
+from ..stats.engine import PartitionState, load_engine
 from .checkpoint import Checkpoint, TransactionAborted, is_fatal, watchdog
 from .dead_letters import INTERNAL_ERROR, build_dead_letter
 from .identity import claim_transactional_id
@@ -59,6 +60,7 @@ class Aggregator:
         self.checkpoint: Checkpoint | None = None
         self.group_watch: GroupWatch | None = None
         self._logged_skips: set[tuple[int, str]] = set()
+        self.engine = load_engine(settings.engine)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,8 +100,8 @@ class Aggregator:
                                       idle_limit_seconds=SESSION_TIMEOUT_MS / 1000)
         self.consumer.subscribe([s.events_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        logger.info("aggregating %s into %s as %s (group %s)", s.events_topic, s.statistics_topic,
-                    identity.transactional_id, s.consumer_group)
+        logger.info("aggregating %s into %s as %s (group %s, %s engine)", s.events_topic, s.statistics_topic,
+                    identity.transactional_id, s.consumer_group, self.engine.name)
         try:
             self._loop()
         finally:
@@ -149,35 +151,56 @@ class Aggregator:
         checkpoint = self.checkpoint
         checkpoint.begin()
         now_ms = time.time_ns() // 1_000_000
-        states = checkpoint.states
+        engine = self.engine
         by_type: dict[str, int] = {}
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                if is_fatal(error):
-                    raise FatalClientError(f"consumer: {error}")
-                logger.warning("consumer error: %s", error)
-                continue
-            partition = msg.partition()
-            state = states.get(partition)
-            if state is None:
-                continue  # revoked while this batch was in flight
-            try:
-                event = parse_event(msg.value(), now_ms=now_ms, future_tolerance_ms=s.future_tolerance_ms,
-                                    max_bytes=s.max_event_bytes)
-                state.apply(event)
-            except InvalidEvent as invalid:
-                self._reject(msg, state, invalid.reason, invalid.detail)
-            except Exception as exc:  # noqa: BLE001 - one record must never stop the aggregation
-                logger.exception("internal error on %s[%d]@%d: dead-lettered", msg.topic(), partition, msg.offset())
-                self._reject(msg, state, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", type(exc).__qualname__)
-            else:
-                by_type[event.type] = by_type.get(event.type, 0) + 1
-            checkpoint.processed(partition, msg.offset())
+        index, length = 0, len(messages)
+        while index < length:
+            if engine.fast:  # as far as it goes; the message it stops at takes the reference path
+                run = engine.aggregate_run(messages, index, checkpoint.states, now_ms=now_ms,
+                                           future_tolerance_ms=s.future_tolerance_ms, max_bytes=s.max_event_bytes)
+                for partition, offset in run.last_offsets:
+                    checkpoint.processed(partition, offset)
+                for event_type, count in run.counts.items():
+                    by_type[event_type] = by_type.get(event_type, 0) + count
+                index = run.stop
+                if index == length:
+                    break
+            event_type = self._process_one(messages[index], now_ms)
+            if event_type is not None:
+                by_type[event_type] = by_type.get(event_type, 0) + 1
+            index += 1
         for event_type, count in by_type.items():
             self.metrics.consumed.labels(type=event_type).inc(count)
 
-    def _reject(self, msg: Message, state: PartitionStats, reason: str, detail: str,
+    def _process_one(self, msg: Message, now_ms: int) -> str | None:
+        """The reference path for one message; the type of the event it aggregated, if any."""
+        s = self.settings
+        error = msg.error()
+        if error is not None:
+            if is_fatal(error):
+                raise FatalClientError(f"consumer: {error}")
+            logger.warning("consumer error: %s", error)
+            return None
+        partition = msg.partition()
+        state = self.checkpoint.states.get(partition)
+        if state is None:
+            return None  # revoked while this batch was in flight
+        event_type = None
+        try:
+            event = parse_event(msg.value(), now_ms=now_ms, future_tolerance_ms=s.future_tolerance_ms,
+                                max_bytes=s.max_event_bytes)
+            state.apply(event)
+        except InvalidEvent as invalid:
+            self._reject(msg, state, invalid.reason, invalid.detail)
+        except Exception as exc:  # noqa: BLE001 - one record must never stop the aggregation
+            logger.exception("internal error on %s[%d]@%d: dead-lettered", msg.topic(), partition, msg.offset())
+            self._reject(msg, state, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", type(exc).__qualname__)
+        else:
+            event_type = event.type
+        self.checkpoint.processed(partition, msg.offset())
+        return event_type
+
+    def _reject(self, msg: Message, state: PartitionState, reason: str, detail: str,
                 error_class: str | None = None) -> None:
         """Dead-letter first, count second: a produce that fails leaves the count untouched."""
         letter = build_dead_letter(msg, reason, detail, error_class)
@@ -205,9 +228,9 @@ class Aggregator:
         for partition in partitions:
             snapshot = snapshots.get(partition)
             if snapshot is None:
-                state, next_offset = PartitionStats(partition, horizon_seconds=s.horizon_seconds), 0
+                state, next_offset = self.engine.new_state(partition, horizon_seconds=s.horizon_seconds), 0
             else:
-                state = PartitionStats.from_snapshot(snapshot, horizon_seconds=s.horizon_seconds)
+                state = self.engine.restore(snapshot, horizon_seconds=s.horizon_seconds)
                 next_offset = snapshot.next_offset
             self.checkpoint.add(state, next_offset)
             positions.append(TopicPartition(s.events_topic, partition, next_offset or OFFSET_BEGINNING))

@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from ..kafka.clients import produce_with_backpressure
 from ..observability.metrics import ConsumerMetrics
 from ..snapshots import SnapshotTooLarge, encode, snapshot_key
-from ..stats.partition_state import PartitionStats
+from ..stats.engine import PartitionState
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Checkpoint:
         self.stop = stop
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
-        self.states: dict[int, PartitionStats] = {}
+        self.states: dict[int, PartitionState] = {}
         self.next_offsets: dict[int, int] = {}
         self.dirty: set[int] = set()
         self.published_at: dict[int, float] = {}  # partition -> clock() of its last committed snapshot
@@ -123,7 +123,7 @@ class Checkpoint:
 
     # -- partitions ------------------------------------------------------------------------
 
-    def add(self, state: PartitionStats, next_offset: int) -> None:
+    def add(self, state: PartitionState, next_offset: int) -> None:
         self.states[state.partition] = state
         self.next_offsets[state.partition] = next_offset
         self.published_at[state.partition] = self._clock()

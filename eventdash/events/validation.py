@@ -35,9 +35,9 @@ class InvalidEvent(ValueError):
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _TEXT_FIELDS = ("event_id", "session_id", "user_id", "product_id")
 _REQUIRED = ("event_id", "type", "ts", "session_id", "user_id", "product_id", "price", "quantity")
-_MAX_TS = 10**14  # year 5138: anything above is not epoch milliseconds
-_MAX_PRICE = 10**9
-_MAX_QUANTITY = 10**6
+MAX_TS = 10**14  # year 5138: anything above is not epoch milliseconds
+MAX_PRICE = 10**9
+MAX_QUANTITY = 10**6
 
 
 def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60_000,
@@ -77,15 +77,15 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
     if event_type not in _EVENT_TYPES:
         raise InvalidEvent(InvalidReason.UNKNOWN_TYPE, repr(event_type[:40]))
 
-    if type(ts) is not int or not 0 <= ts < _MAX_TS:
+    if type(ts) is not int or not 0 <= ts < MAX_TS:
         raise InvalidEvent(InvalidReason.WRONG_TYPE, "ts must be epoch milliseconds (integer)")
     if ts > now_ms + future_tolerance_ms:
         raise InvalidEvent(InvalidReason.FUTURE_TIMESTAMP, f"ts is {ts - now_ms} ms in the future")
 
     price_type = type(price)
-    if price_type is not float and price_type is not int or not -_MAX_PRICE <= price <= _MAX_PRICE:
+    if price_type is not float and price_type is not int or not -MAX_PRICE <= price <= MAX_PRICE:
         raise InvalidEvent(InvalidReason.WRONG_TYPE, "price must be a finite number")
-    if type(quantity) is not int or not -_MAX_QUANTITY <= quantity <= _MAX_QUANTITY:
+    if type(quantity) is not int or not -MAX_QUANTITY <= quantity <= MAX_QUANTITY:
         raise InvalidEvent(InvalidReason.WRONG_TYPE, "quantity must be an integer")
     if price < 0 or quantity < 0:
         raise InvalidEvent(InvalidReason.NEGATIVE_VALUE, "price and quantity must be >= 0")

@@ -176,6 +176,11 @@ def test_compose_up_supervisorctl_restarts_and_scaling(compose):
     assert {name: state for name, (state, _) in programs.items()} == {
         "consumer": "RUNNING", "dashboard": "RUNNING", "producer": "RUNNING"}
 
+    # The image aggregates with the Rust engine it built (EVENTDASH_ENGINE=auto picks it up).
+    assert run("docker", "compose", "-p", compose.project, "exec", "-T", "app", "python", "-c",
+               "import eventdash_native, eventdash.stats.engine as e; print(e.load_engine('auto').name)",
+               env=compose.env).strip() == "native"
+
     # `supervisorctl restart consumer` restarts the consumer only.
     assert "consumer: started" in compose.supervisor("restart", "consumer")
     after = compose.programs()
