@@ -5,6 +5,7 @@ import bisect
 import json
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ import socketio
 
 from devstack import processes
 from devstack.readiness import free_port, wait_until
+from eventdash.dashboard.delta import DeltaFollower
 from eventdash.producer.simulator import ShopperSimulator
 
 from .common import ROOT, cpu_seconds, eventdash_env, eventdash_topics, fill_topic, percentile, rss_mb
@@ -52,66 +54,140 @@ def dashboard_worker_pid(master_pid: int) -> int:
     return int(children[0])
 
 
-def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float) -> dict:
-    """Delay from an event's ts to the first ``stats`` a client receives that includes it."""
+LOADCLIENTS_SOURCE = Path(__file__).parent / "loadclients"
+LOADCLIENTS = ROOT / ".cache" / "bench-loadclients" / "loadclients"
+
+
+def ensure_loadclients() -> Path:
+    """Build bench/loadclients (Go, gorilla/websocket from the Go module proxy) once per source change."""
+    sources = sorted(LOADCLIENTS_SOURCE.iterdir())
+    newest = max(p.stat().st_mtime for p in sources)
+    if not LOADCLIENTS.exists() or LOADCLIENTS.stat().st_mtime < newest:
+        LOADCLIENTS.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(LOADCLIENTS), "."], cwd=LOADCLIENTS_SOURCE, check=True, timeout=600)
+    return LOADCLIENTS
+
+
+class ClientFleet:
+    """``clients`` Socket.IO clients in one Go process (bench/loadclients: Python clients would need more
+    CPU than the server), all connected when constructed; :meth:`measure` opens their measuring window,
+    :meth:`results` closes it."""
+
+    def __init__(self, base: str, clients: int, directory: Path, mode: str):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.output = directory / "clients.json"
+        self.runner = subprocess.Popen([str(ensure_loadclients()), base, str(clients), mode, str(directory),
+                                        str(self.output)])
+        wait_until(lambda: connected_clients(base) >= clients, what=f"{clients} Socket.IO clients connected",
+                   timeout=60 + clients / 50, interval=0.5,
+                   alive=lambda: None if self.runner.poll() is None else f"loadclients exited {self.runner.returncode}")
+
+    def measure(self) -> None:
+        (self.directory / "measure").touch()
+
+    def results(self) -> dict:
+        (self.directory / "stop").touch()
+        if self.runner.wait(120):
+            raise RuntimeError(f"loadclients failed: exit {self.runner.returncode}")
+        return json.loads(self.output.read_text())
+
+    def kill(self) -> None:
+        if self.runner.poll() is None:
+            self.runner.kill()
+            self.runner.wait()
+
+
+def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float, other_clients: int) -> dict:
+    """Delay from an event's ts to the first update a delta client (the page's mode) receives that
+    includes it, with ``other_clients`` more delta clients connected; and the bytes per second one
+    client receives in delta mode and with whole documents."""
     received: list[tuple[int, int]] = []  # (receive ms, min partition watermark ms)
-    sizes: list[int] = []  # bytes of each stats packet as the server encodes it
-    with stack(bootstrap, work_dir / f"fresh-{int(rate)}", rate=rate) as (base, env, procs):
-        client = socketio.Client(reconnection=False)
-
-        @client.on("stats")
-        def on_stats(payload):
-            now = time.time_ns() // 1_000_000
-            sizes.append(len(b"42") + len(json.dumps(["stats", payload], separators=(",", ":")).encode()))
-            marks = [p["watermark_ms"] for p in payload["partitions"]]
-            if len(marks) == 6:
-                received.append((now, min(marks)))
-
+    sizes = {"delta": 0, "full": 0}
+    measuring = threading.Event()
+    directory = work_dir / f"fresh-{int(rate)}"
+    with stack(bootstrap, directory, rate=rate) as (base, env, procs):
         wait_until(lambda: requests.get(f"{base}/api/stats", timeout=2).json()["events_total"] > rate * 3,
                    what="the pipeline to warm up", timeout=90)
-        client.connect(base, transports=["websocket"])
-        started = time.time_ns() // 1_000_000
-        time.sleep(seconds)  # measuring window: the client collects broadcasts meanwhile
-        client.disconnect()
-        window_seconds = (time.time_ns() // 1_000_000 - started) / 1000
-        achieved = requests.get(f"{base}/api/stats", timeout=5).json()["events_per_second"]  # last 10 s
+        others = ClientFleet(base, other_clients, directory / "others", "delta") if other_clients else None
+        follower = DeltaFollower(history_seconds=60)
+        delta_client = socketio.Client(reconnection=False)
+        full_client = socketio.Client(reconnection=False)
+
+        def record(event: str, payload: dict, document: dict, mode: str) -> None:
+            if measuring.is_set():
+                sizes[mode] += 2 + len(json.dumps([event, payload], separators=(",", ":")).encode())
+            marks = [p["watermark_ms"] for p in document["partitions"]]
+            if len(marks) == 6 and mode == "delta":
+                received.append((time.time_ns() // 1_000_000, min(marks)))
+
+        @delta_client.on("stats")
+        def on_stats(payload):
+            follower.on_full(payload)
+            record("stats", payload, payload, "delta")
+
+        @delta_client.on("stats_delta")
+        def on_delta(delta):
+            if follower.on_delta(delta):
+                record("stats_delta", delta, follower.doc, "delta")
+            else:
+                delta_client.emit("resync")
+
+        @full_client.on("stats")
+        def on_full(payload):
+            record("stats", payload, payload, "full")
+
+        try:
+            delta_client.connect(base, transports=["websocket"], auth={"delta": True})
+            full_client.connect(base, transports=["websocket"])
+            wait_until(lambda: follower.seq is not None, what="the delta client's base document", timeout=30)
+            measuring.set()  # bytes after the first full state; delays from now on
+            started = time.time_ns() // 1_000_000
+            time.sleep(seconds)  # measuring window: the clients collect broadcasts meanwhile
+            measuring.clear()
+            window_seconds = (time.time_ns() // 1_000_000 - started) / 1000
+            delta_client.disconnect()
+            full_client.disconnect()
+            achieved = requests.get(f"{base}/api/stats", timeout=5).json()["events_per_second"]  # last 10 s
+        finally:
+            if others is not None:
+                others.kill()
     marks = [m for _, m in received]
     delays = []
     for ts in range(started + 1000, received[-1][1] if received else started, 2):
         i = bisect.bisect_left(marks, ts)
         if i < len(received):
             delays.append(received[i][0] - ts)
-    return {"rate": rate, "achieved_rate": achieved, "broadcasts": len(received),
-            "bytes_per_second": sum(sizes) / window_seconds,
+    return {"rate": rate, "achieved_rate": achieved, "other_clients": other_clients, "broadcasts": len(received),
+            "delta_bytes_per_second": sizes["delta"] / window_seconds,
+            "full_bytes_per_second": sizes["full"] / window_seconds,
             "p50": percentile(delays, 50), "p95": percentile(delays, 95), "p99": percentile(delays, 99)}
 
 
-def fanout(bootstrap: str, work_dir: Path, clients: int, seconds: float, processes_n: int = 4) -> dict:
-    """N Socket.IO clients (asyncio, spread over processes) on one dashboard process."""
-    with stack(bootstrap, work_dir / f"fanout-{clients}", rate=500) as (base, env, procs):
+def fanout(bootstrap: str, work_dir: Path, clients: int, seconds: float, mode: str = "delta") -> dict:
+    """N Socket.IO clients (bench/loadclients) on one dashboard process."""
+    directory = work_dir / f"fanout-{clients}"
+    with stack(bootstrap, directory, rate=500) as (base, env, procs):
         wait_until(lambda: requests.get(f"{base}/api/stats", timeout=2).json()["events_total"] > 500,
                    what="the pipeline to warm up", timeout=90)
         worker = dashboard_worker_pid(procs["dashboard"].pid)
-        per_process = [clients // processes_n + (1 if i < clients % processes_n else 0) for i in range(processes_n)]
-        outputs = [work_dir / f"fanout-{clients}" / f"clients-{i}.json" for i in range(processes_n)]
-        runners = [subprocess.Popen([sys.executable, str(Path(__file__).parent / "fanout_clients.py"), base,
-                                     str(n), str(seconds), str(out)])
-                   for n, out in zip(per_process, outputs) if n]
-        wait_until(lambda: connected_clients(base) >= clients, what=f"{clients} Socket.IO clients connected",
-                   timeout=60, interval=0.2)  # CPU is measured with every client on
-        cpu_before, t_before = cpu_seconds(worker), time.monotonic()
-        rss_peak = 0.0
-        while any(r.poll() is None for r in runners):
-            rss_peak = max(rss_peak, rss_mb(worker))
-            time.sleep(0.5)
-        cpu = (cpu_seconds(worker) - cpu_before) / (time.monotonic() - t_before)
-        if any(r.returncode for r in runners):
-            raise RuntimeError(f"a fan-out client process failed: {[r.returncode for r in runners]}")
-        results = [json.loads(out.read_text()) for out, n in zip(outputs, per_process) if n]
-    delays = [d for r in results for d in r["delays"]]
-    return {"clients": clients, "connected": sum(r["connected"] for r in results), "messages": len(delays),
+        fleet = ClientFleet(base, clients, directory, mode)
+        try:
+            fleet.measure()  # CPU and delays with every client on
+            cpu_before, t_before = cpu_seconds(worker), time.monotonic()
+            rss_peak = 0.0
+            while time.monotonic() - t_before < seconds:
+                rss_peak = max(rss_peak, rss_mb(worker))
+                time.sleep(0.5)
+            cpu = (cpu_seconds(worker) - cpu_before) / (time.monotonic() - t_before)
+            result = fleet.results()
+        finally:
+            fleet.kill()
+    delays = result["delays"]
+    return {"clients": clients, "connected": result["connected"], "messages": len(delays),
             "p50": percentile(delays, 50), "p99": percentile(delays, 99), "cpu_percent": 100 * cpu,
-            "rss_mb": rss_peak}
+            "rss_mb": rss_peak, "resyncs": result["resyncs"],
+            "bytes_per_client_second": result["bytes"] / max(1, result["connected"]) / result["seconds"]}
 
 
 def memory(bootstrap: str, work_dir: Path, checkpoints: list[int]) -> list[tuple[int, float]]:

@@ -5,6 +5,7 @@ import argparse
 import faulthandler
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -73,10 +74,12 @@ def _consume(settings: Settings, args: argparse.Namespace) -> int:
 
 def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
     """Replace this process with gunicorn (one worker: Socket.IO keeps state in the process)."""
+    _allow_open_files(settings.max_clients + OPEN_FILES_BESIDES_CLIENTS)
     argv = [
         sys.executable, "-m", "eventdash.dashboard.serve",
         "--worker-class", settings.worker_class,
         "--workers", "1",
+        "--worker-connections", str(settings.max_clients),
         "--bind", f"{settings.dashboard_host}:{settings.dashboard_port}",
         "--graceful-timeout", "3",
         "--access-logfile", "-" if args.access_log else "/dev/null",
@@ -85,6 +88,20 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
     ]
     os.execv(sys.executable, argv)
     return 0  # not reached
+
+
+OPEN_FILES_BESIDES_CLIENTS = 256  # Kafka sockets, log files, the listening socket, libraries
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's (and so gunicorn's) soft limit on open files to ``needed``, up to the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            logger.warning("EVENTDASH_MAX_CLIENTS needs %d open files but the hard limit is %d: at most about %d "
+                           "clients can connect", needed, hard, hard - OPEN_FILES_BESIDES_CLIENTS)
 
 
 def main(argv: list[str] | None = None) -> int:

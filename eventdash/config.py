@@ -50,6 +50,7 @@ class Settings:
     dashboard_port: int = 5002
     worker_class: str = "eventlet"
     broadcast_per_second: float = 4.0
+    max_clients: int = 10_000  # open connections per dashboard process (gunicorn --worker-connections)
     cors_origins: tuple[str, ...] = ()
     stale_after_seconds: float = 15.0
     currency: str = "EUR"
@@ -89,6 +90,7 @@ class Settings:
             dashboard_port=env.integer("EVENTDASH_PORT", cls.dashboard_port, 1, 65_535),
             worker_class=env.choice("EVENTDASH_WORKER_CLASS", cls.worker_class, ("eventlet", "gevent")),
             broadcast_per_second=env.number("EVENTDASH_BROADCAST_PER_SECOND", cls.broadcast_per_second, 0.1, 50.0),
+            max_clients=env.integer("EVENTDASH_MAX_CLIENTS", cls.max_clients, 10, 100_000),
             cors_origins=env.parse("EVENTDASH_CORS_ORIGINS", "", _origins),
             stale_after_seconds=env.number("EVENTDASH_STALE_AFTER_SECONDS", cls.stale_after_seconds,
                                            2 * HEARTBEAT_SECONDS, 3600.0),

@@ -72,6 +72,9 @@
     for (let i = 0; i < n; i++) {
       history.set(series.start_s + i, TYPES.map((t) => series.by_type[t][i]));
     }
+    pruneHistory();
+  }
+  function pruneHistory() { // at most HISTORY_SECONDS + 5 entries
     const oldest = Math.floor(Date.now() / 1000) - HISTORY_SECONDS - 5;
     for (const s of history.keys()) if (s < oldest) history.delete(s);
   }
@@ -167,18 +170,49 @@
   makeChart();
   window.addEventListener("resize", () => chart && chart.setSize({ width: Math.max(300, $("chart").clientWidth), height: 260 }));
 
-  const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 5000 });
+  // Delta updates (eventdash/dashboard/delta.py): a whole document with `seq` as the base, then only
+  // changes; a delta whose base is not ours means one was missed: ask for a whole document again.
+  let seq = null;
+  let resyncAsked = false;
+  function applyPatch(node, patch) {
+    for (const [key, entry] of Object.entries(patch)) {
+      if (Array.isArray(entry)) { if (entry.length) node[key] = entry[0]; else delete node[key]; }
+      else if (entry !== null && typeof entry === "object") applyPatch(node[key], entry);
+      else node[key] = entry;
+    }
+  }
+  function applyDelta(doc, delta) {
+    applyPatch(doc, delta.patch);
+    for (const row of delta.series) history.set(row[0], row.slice(1));
+    pruneHistory();
+  }
+  function received() {
+    lastMessageAt = Date.now();
+    render();
+    refreshConnection();
+  }
+
+  const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 5000, auth: { delta: true } });
   socket.on("connect", () => { connected = true; lastMessageAt = Date.now(); setConnection("live", "live"); });
   socket.on("disconnect", () => { connected = false; setConnection("reconnecting", "reconnecting…"); });
   socket.io.on("reconnect_attempt", () => setConnection("reconnecting", "reconnecting…"));
   socket.on("connect_error", () => { connected = false; setConnection("reconnecting", "reconnecting…"); });
   socket.on("stats", (payload) => {
     latest = payload;
-    lastMessageAt = Date.now();
+    if (payload.seq !== undefined) { seq = payload.seq; resyncAsked = false; }
     mergeSeries(payload.series);
-    render();
-    refreshConnection();
+    received();
   });
+  socket.on("stats_delta", (delta) => {
+    if (!latest || seq !== delta.base) {
+      if (!resyncAsked) { resyncAsked = true; socket.emit("resync"); }
+      return;
+    }
+    applyDelta(latest, delta);
+    seq = latest.seq = delta.seq;
+    received();
+  });
+  socket.on("connect", () => { seq = null; resyncAsked = false; });
   setInterval(() => { refreshConnection(); if (chart) chart.setData(chartData()); }, 1000);
   window.eventdash = { get latest() { return latest; }, socket };
 })();

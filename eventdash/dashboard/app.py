@@ -11,14 +11,14 @@ from pathlib import Path
 
 import orjson
 from flask import Flask, Response, abort, render_template, request, send_from_directory
-from flask_socketio import SocketIO, emit
+from flask_socketio import SocketIO, emit, join_room
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
-from .live import LiveStats
+from .live import FULL_ROOM, LiveStats
 from .native import detect_async_mode
 
 logger = logging.getLogger(__name__)
@@ -123,10 +123,20 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     def on_connect(auth=None) -> None:
         metrics.clients.inc()
         emit("stats", live.view())  # the full state at once, not a blank page until the next change
+        if isinstance(auth, dict) and auth.get("delta") is True:
+            live.awaiting_base.add(request.sid)  # a base document with `seq` at the next broadcast, then deltas
+        else:
+            join_room(FULL_ROOM)
+
+    @socketio.on("resync")
+    def on_resync(*_ignored) -> None:
+        """A delta client that missed a delta: a whole document again at the next broadcast."""
+        live.awaiting_base.add(request.sid)
 
     @socketio.on("disconnect")
     def on_disconnect(reason=None) -> None:
         metrics.clients.dec()
+        live.awaiting_base.discard(request.sid)
 
     if start_background:
         live.start()

@@ -9,6 +9,7 @@ from flask_socketio import SocketIO
 from ..config import Settings
 from ..observability.metrics import DashboardMetrics
 from ..stats.view import build_view
+from .delta import make_delta
 from .feed import StatisticsFeed
 from .lag import INTERVAL_SECONDS as LAG_INTERVAL_SECONDS
 from .lag import GroupLagMonitor
@@ -21,6 +22,8 @@ BROADCAST_SERIES_SECONDS = 60  # pages keep their own history; broadcasts carry 
 BROADCAST_HEARTBEAT_SECONDS = 2.0  # broadcast this often even without new statistics (ages, health, decay)
 IDLE_AFTER_SECONDS = 10.0  # no input aggregated this long, and none waiting: the shop is idle
 TICK_SECONDS = 0.05  # how often the broadcaster looks for a change
+FULL_ROOM = "full"  # clients that get every broadcast as a whole document (`stats`)
+DELTA_ROOM = "delta"  # clients that get `stats_delta` (see delta.py)
 
 
 class LiveStats:
@@ -35,6 +38,9 @@ class LiveStats:
         self.programs: list[dict] = []
         self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
         self._cache: tuple[tuple, dict] | None = None
+        # Delta clients waiting for their base document: at most the connected clients (EVENTDASH_MAX_CLIENTS).
+        self.awaiting_base: set[str] = set()
+        self.broadcast_seq = 0
 
     def start(self) -> None:
         self.lag_monitor.start()
@@ -124,6 +130,7 @@ class LiveStats:
         broadcast (checked every 50 ms), so a lone change waits at most 50 ms, never a full period."""
         period = 1.0 / self.settings.broadcast_per_second
         sent_version, sent_at = -1, 0.0
+        previous: dict | None = None
         while True:
             self.socketio.sleep(min(TICK_SECONDS, period))
             now = time.monotonic()
@@ -132,13 +139,35 @@ class LiveStats:
             if self.feed.version == sent_version and now - sent_at < BROADCAST_HEARTBEAT_SECONDS:
                 continue
             try:
-                payload = self.view(series_seconds=BROADCAST_SERIES_SECONDS)
-                self.socketio.emit("stats", payload)
+                previous = self.broadcast(previous)
             except Exception:  # a bad snapshot must not end the broadcasts
                 logger.exception("broadcast failed")
+                previous = None  # delta clients start again from the next whole document
                 continue
             self.metrics.broadcasts.inc()
             sent_version, sent_at = self.feed.version, now
+
+    def broadcast(self, previous: dict | None) -> dict:
+        """One broadcast: the whole document to the full room and to delta clients awaiting a base,
+        the changes since ``previous`` to the delta room. Returns the document sent."""
+        self.broadcast_seq += 1
+        seq = self.broadcast_seq
+        document = {**self.view(series_seconds=BROADCAST_SERIES_SECONDS), "seq": seq}
+        self.socketio.emit("stats", document, to=FULL_ROOM)
+        manager = self.socketio.server.manager
+        if previous is not None:
+            self.socketio.emit("stats_delta", make_delta(previous, document, seq=seq, base=previous["seq"]),
+                               to=DELTA_ROOM)
+        else:  # nothing to diff from: every delta client starts again from this document
+            self.awaiting_base.update(sid for sid, _ in manager.get_participants("/", DELTA_ROOM))
+        waiting, self.awaiting_base = self.awaiting_base, set()
+        for sid in waiting:
+            self.socketio.emit("stats", document, to=sid)
+            try:
+                self.socketio.server.enter_room(sid, DELTA_ROOM, namespace="/")
+            except (KeyError, ValueError):
+                pass  # disconnected meanwhile
+        return document
 
     def _feed_loop(self) -> None:
         """The feed is this process's only input: whatever ends it, it starts again."""

@@ -1,6 +1,8 @@
 """produce --count N → consumer → event_statistics → dashboard: exact totals, HTTP and Socket.IO."""
 from __future__ import annotations
 
+import copy
+import json
 import subprocess
 import sys
 import threading
@@ -10,6 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 import socketio
+
+from devstack.readiness import wait_until
+from eventdash.dashboard.delta import DeltaFollower, series_by_second
 
 from ..helpers import EVENT_TYPES, produce, totals_equal, wait_for_stats
 
@@ -32,6 +37,47 @@ def receive_stats_until(base_url: str, predicate, timeout: float = 60) -> dict:
     finally:
         client.disconnect()
     return matched
+
+
+def packet_bytes(payload: dict) -> int:
+    return len(json.dumps(payload, separators=(",", ":")))
+
+
+class DeltaClient:
+    """A Socket.IO client that asks for delta updates and rebuilds each broadcast document."""
+
+    def __init__(self):
+        self.client = socketio.Client(reconnection=False)
+        self.follower = DeltaFollower()
+        self.by_seq: dict[int, tuple[dict, dict]] = {}  # seq -> (document without series, history then)
+        self.deltas = self.delta_bytes = self.resyncs = 0
+        self.client.on("stats", self._on_stats)
+        self.client.on("stats_delta", self._on_delta)
+
+    @property
+    def doc(self) -> dict | None:
+        return self.follower.doc
+
+    def connect(self, base: str) -> None:
+        self.client.connect(base, transports=["websocket"], wait_timeout=10, auth={"delta": True})
+
+    def _record(self) -> None:
+        if self.doc is not None:
+            self.by_seq[self.doc["seq"]] = ({k: v for k, v in copy.deepcopy(self.doc).items() if k != "series"},
+                                            dict(self.follower.history))
+
+    def _on_stats(self, payload):
+        self.follower.on_full(payload)
+        self._record()
+
+    def _on_delta(self, delta):
+        self.deltas += 1
+        self.delta_bytes += packet_bytes(delta)
+        if self.follower.on_delta(delta):
+            self._record()
+        else:
+            self.resyncs += 1
+            self.client.emit("resync")
 
 
 @pytest.mark.parametrize("worker_class", ["eventlet", "gevent"])
@@ -57,17 +103,41 @@ def test_produced_events_reach_the_dashboard_exactly(stack_env, start_program, s
     assert len(payload["series"]["by_type"]["productview"]) == 900
 
     # ... and live broadcasts when the statistics change, at most 4 per second however fast they change.
+    # A delta client (as the page) rebuilds every broadcast document exactly from far fewer bytes.
     client = socketio.Client(reconnection=False)
     arrivals: list[float] = []
-    client.on("stats", lambda payload: arrivals.append(time.monotonic()))
+    full_by_seq: dict[int, dict] = {}
+
+    @client.on("stats")
+    def on_stats(payload):
+        arrivals.append(time.monotonic())
+        if "seq" in payload:
+            full_by_seq[payload["seq"]] = payload
+
+    delta_client = DeltaClient()
     client.connect(base, transports=["websocket"], wait_timeout=10)
+    delta_client.connect(base)
     try:
         more = produce(env, 20_000)  # snapshots change every 200 ms for several seconds
         expected = {t: summary["by_type"].get(t, 0) + more["by_type"].get(t, 0) for t in EVENT_TYPES}
         pushed = receive_stats_until(base, totals_equal(expected), timeout=60)
+        wait_until(lambda: delta_client.doc is not None and totals_equal(expected)(delta_client.doc),
+                   what="the delta client's totals = produced counts", timeout=30)
+        wait_until(lambda: len(set(full_by_seq) & set(delta_client.by_seq)) >= 4 and delta_client.deltas >= 4,
+                   what="four broadcasts seen by both clients (heartbeats come every 2 s)", timeout=30)
     finally:
         client.disconnect()
+        delta_client.client.disconnect()
     assert pushed["events_total"] == 23_000
+    common = sorted(set(full_by_seq) & set(delta_client.by_seq))
+    for seq in common:
+        rebuilt, history = delta_client.by_seq[seq]
+        assert rebuilt == {k: v for k, v in full_by_seq[seq].items() if k != "series"}, seq
+        for second, counts in series_by_second(full_by_seq[seq]["series"]).items():
+            assert history.get(second, [0, 0, 0, 0]) == counts, (seq, second)
+    assert delta_client.resyncs == 0
+    mean_full = sum(map(packet_bytes, full_by_seq.values())) / len(full_by_seq)
+    assert delta_client.delta_bytes / delta_client.deltas < mean_full / 2
     broadcasts = arrivals[1:]  # the first one is the on-connect state
     assert len(broadcasts) >= 2
     for earlier, later in zip(broadcasts, broadcasts[4:]):

@@ -25,7 +25,7 @@ from eventdash.snapshots import PRODUCT_CANDIDATES, decode, encode
 from eventdash.stats.engine import NativeEngine, NativePartitionStats, PythonEngine, load_engine
 from eventdash.stats.partition_state import PartitionStats
 
-from .test_aggregation_properties import FUTURE_TOLERANCE_MS, HORIZON, NOW_MS, SPECIAL_RECORDS, records, valid_events
+from .test_aggregation_properties import FUTURE_TOLERANCE_MS, HORIZON, NOW_MS, SPECIAL_RECORDS, records
 
 try:
     import eventdash_native
