@@ -63,13 +63,15 @@ bench: setup
 
 # System packages from Debian (needs root; .ci/run calls it) for what a bare Debian lacks: python3-venv,
 # a Java runtime and Maven for the local Kafka, Node.js/npm for the browser libraries, Chromium for
-# the browser tests, and the Docker engine and client (with the compose plugin) for the container test.
+# the browser tests, Go for the benchmarks' load clients (bench/loadclients), and the Docker engine and
+# client (with the compose plugin) for the container test.
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 system-deps: browser-deps docker-deps compose-plugin rust-toolchain
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || (apt-get update -qq && $(APT_INSTALL) python3-venv python3-pip)
 	@command -v java >/dev/null 2>&1 || (apt-get update -qq && ($(APT_INSTALL) openjdk-17-jre-headless || $(APT_INSTALL) default-jre-headless))
 	@command -v mvn >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) maven)
 	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) nodejs npm)
+	@command -v go >/dev/null 2>&1 || (apt-get update -qq && $(APT_INSTALL) golang-go ca-certificates)
 
 # docker.io brings docker-init (tini); apparmor lets Debian's engine start containers where the
 # kernel has AppArmor on; debootstrap builds the base-image stand-ins where no registry answers.

@@ -48,7 +48,7 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan("full", 300_000, 300_000, 3, 3, (5_000, 20_000), 30, 1000, (100, 1000, 5000), 20,
+    "full": Plan("full", 300_000, 300_000, 3, 3, (5_000, 20_000), 30, 1000, (100, 1000, 2500, 5000), 20,
                  (1_000_000, 10_000_000), 1_000_000, (30, 1_000, 100_000)),
     "quick": Plan("quick", 50_000, 50_000, 2, 1, (5_000,), 8, 100, (100,), 8, (200_000, 500_000), 200_000,
                   (30, 10_000)),
@@ -165,6 +165,9 @@ def memory_slope(points: list[tuple[int, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread if spread else 0.0
 
 
+COUNTS_THAT_MAY_BE_ZERO = {"resyncs"}  # reported, but zero is the good case
+
+
 def figures(report: dict) -> list[float]:
     """Every measured number in the report (for the smoke test: each must be finite and positive)."""
     found: list[float] = []
@@ -173,8 +176,9 @@ def figures(report: dict) -> list[float]:
         if isinstance(value, Runs):
             found.extend(value.values)
         elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
+            for key, item in value.items():
+                if key not in COUNTS_THAT_MAY_BE_ZERO:
+                    walk(item)
         elif isinstance(value, list | tuple):
             for item in value:
                 walk(item)
@@ -295,10 +299,11 @@ def render(plan: Plan, r: dict, elapsed: float) -> str:
         "(the page's mode) in one Go process (bench/loadclients) on the same 2 cores. Delay = receive time − the "
         "document's `generated_at_ms`.",
         "",
-        "| clients | connected | updates received | p50 ms | p99 ms | B/s per client | dashboard CPU | dashboard RSS |",
-        "|---|---|---|---|---|---|---|---|",
-        *[f"| {f['clients']:,} | {f['connected']:,} | {f['messages']:,} | {f['p50']:.0f} | {f['p99']:.0f} | "
-          f"{f['bytes_per_client_second']:,.0f} | {f['cpu_percent']:.0f}% | {f['rss_mb']:.0f} MB |"
+        "| clients | connected | updates received | resyncs | p50 ms | p99 ms | B/s per client | dashboard CPU | "
+        "dashboard RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {f['clients']:,} | {f['connected']:,} | {f['messages']:,} | {f['resyncs']} | {f['p50']:.0f} | "
+          f"{f['p99']:.0f} | {f['bytes_per_client_second']:,.0f} | {f['cpu_percent']:.0f}% | {f['rss_mb']:.0f} MB |"
           for f in r["fanout"]],
         "",
         "## 5. Consumer memory",
@@ -334,8 +339,10 @@ def render(plan: Plan, r: dict, elapsed: float) -> str:
                      f"(achieved {at_20k[0]['achieved_rate']:,.0f}/s, {at_20k[0]['other_clients']:,} other clients) | "
                      f"{verdict(at_20k[0]['p99'] <= 250 and at_20k[0]['other_clients'] >= 1000)} |")
     widest = max(r["fanout"], key=lambda f: f["clients"])
+    within = [f["clients"] for f in r["fanout"] if f["p99"] <= 500 and f["connected"] == f["clients"]]
     lines.append(f"| 5,000 clients per process at p99 <= 500 ms | {widest['clients']:,} measured: p99 "
-                 f"{widest['p99']:.0f} ms | {verdict(widest['clients'] >= 5000 and widest['p99'] <= 500)} |")
+                 f"{widest['p99']:.0f} ms; most clients measured within 500 ms: "
+                 f"{max(within) if within else 0:,} | {verdict(widest['clients'] >= 5000 and widest['p99'] <= 500)} |")
     peak = max(mb for _, mb in r["memory"])
     slope = memory_slope(r["memory"])
     lines.append(f"| consumer RSS < 150 MB and flat | {', '.join(f'{mb:.0f}' for _, mb in r['memory'])} MB; "
