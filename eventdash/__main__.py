@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import getpass
 import logging
 import os
 import resource
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import orjson
 
@@ -90,6 +92,35 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _hash_password(user: str, users_file: Path | None) -> int:
+    """The password from the terminal (asked twice) or from one line of stdin; a ``name:hash`` line out."""
+    from .dashboard.passwords import PasswordFileError, load_users, user_line
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {user}: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        line = user_line(user, password)
+        if users_file is not None and users_file.exists() and user in load_users(users_file):
+            print(f"{users_file} already has user {user!r}", file=sys.stderr)
+            return 2
+    except (ValueError, PasswordFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if users_file is None:
+        print(line)
+        return 0
+    fd = os.open(users_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(line + "\n")
+    print(f"added {user!r} to {users_file}", file=sys.stderr)
+    return 0
+
+
 OPEN_FILES_BESIDES_CLIENTS = 256  # Kafka sockets, log files, the listening socket, libraries
 
 
@@ -113,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("consume", help="aggregate events into statistics (exactly once)")
     dashboard = sub.add_parser("dashboard", help="serve the live dashboard with gunicorn")
     dashboard.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    hasher = sub.add_parser("hash-password", help="write a users-file line for EVENTDASH_AUTH=basic")
+    hasher.add_argument("--user", required=True, help="the user name")
+    hasher.add_argument("--file", type=Path, help="append the line to this users file (else print it)")
     args = parser.parse_args(argv)
+    if args.command == "hash-password":
+        return _hash_password(args.user, args.file)
     if args.command == "produce" and args.count is not None and args.count < 0:
         parser.error("--count must be >= 0")
 

@@ -55,6 +55,10 @@ class Settings:
     stale_after_seconds: float = 15.0
     currency: str = "EUR"
     web_root: str = ""  # folder with templates/, static/, node_modules/; "": the project the package runs from
+    auth: str = "none"  # none, basic (users file of scrypt hashes), proxy (a trusted reverse proxy's header)
+    auth_users_file: str = ""
+    auth_proxy_header: str = "X-Forwarded-User"
+    metrics_auth: str = "open"  # /metrics: open (for Prometheus on a private network) or protected
     # operations
     startup_timeout_seconds: float = 60.0
     log_level: str = "INFO"
@@ -96,6 +100,11 @@ class Settings:
                                            2 * HEARTBEAT_SECONDS, 3600.0),
             currency=env.text("EVENTDASH_CURRENCY", cls.currency, re.compile(r"^[A-Z]{3}$")),
             web_root=env.raw("EVENTDASH_WEB_ROOT", ""),
+            auth=env.choice("EVENTDASH_AUTH", cls.auth, ("none", "basic", "proxy")),
+            auth_users_file=env.raw("EVENTDASH_AUTH_USERS_FILE", ""),
+            auth_proxy_header=env.text("EVENTDASH_AUTH_PROXY_HEADER", cls.auth_proxy_header,
+                                       re.compile(r"^[A-Za-z0-9-]{1,64}$")),
+            metrics_auth=env.choice("EVENTDASH_METRICS_AUTH", cls.metrics_auth, ("open", "protected")),
             startup_timeout_seconds=env.number(
                 "EVENTDASH_STARTUP_TIMEOUT_SECONDS", cls.startup_timeout_seconds, 1.0, 3600.0),
             log_level=env.choice("EVENTDASH_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -122,6 +131,9 @@ class Settings:
             raise ConfigError(f"EVENTDASH_STALE_AFTER_SECONDS={self.stale_after_seconds:g} is invalid: it must exceed "
                               f"EVENTDASH_SNAPSHOT_INTERVAL_MS={self.snapshot_interval_ms} plus the aggregator's "
                               f"{HEARTBEAT_SECONDS:g} s heartbeat, or every busy partition looks stuck")
+        if self.auth == "basic" and not self.auth_users_file:
+            raise ConfigError("EVENTDASH_AUTH_USERS_FILE is invalid: EVENTDASH_AUTH=basic needs a users file "
+                              "(lines written by `python -m eventdash hash-password`)")
         ports = [(name, port) for name, port in (("EVENTDASH_PORT", self.dashboard_port),
                                                  ("EVENTDASH_PRODUCER_METRICS_PORT", self.producer_metrics_port),
                                                  ("EVENTDASH_CONSUMER_METRICS_PORT", self.consumer_metrics_port))

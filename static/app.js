@@ -42,22 +42,37 @@
   // ---- chart ----------------------------------------------------------------------------
   function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
   let chart = null;
+  // Times only (no date line), at least 90 px apart: labels never overlap, at any width.
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const X_LABEL_SPACE = 90;
   function makeChart() {
     const el = $("chart");
+    const grid = { stroke: cssVar("--grid"), width: 1 };
     const opts = {
       width: Math.max(300, el.clientWidth), height: 260,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
-        { stroke: cssVar("--muted"), grid: { stroke: cssVar("--border") } },
-        { stroke: cssVar("--muted"), grid: { stroke: cssVar("--border") }, label: "events/s" },
+        { stroke: cssVar("--muted"), grid, ticks: grid, space: X_LABEL_SPACE,
+          values: (u, splits) => splits.map((s) => timeFmt.format(new Date(s * 1000))) },
+        { stroke: cssVar("--muted"), grid, ticks: grid, label: "events/s" },
       ],
       series: [{}].concat(TYPES.map((t) => ({ label: LABELS[t], stroke: cssVar("--c-" + t), width: 2, points: { show: false } }))),
     };
     chart = new uPlot(opts, chartData(), el);
   }
+  // The newest second still filling must not be drawn as a drop to zero: draw up to the last second
+  // every active partition's event time has passed (partitions without events for a minute are idle
+  // and hold nothing back).
+  function completeThrough() {
+    const last = Math.floor(Date.now() / 1000) - 1;
+    if (!latest || !latest.partitions) return last;
+    const active = latest.partitions.map((p) => p.watermark_ms).filter((w) => w > Date.now() - 60000);
+    if (!active.length) return last;
+    return Math.min(last, Math.floor(Math.min(...active) / 1000) - 1);
+  }
   function chartData() {
     const span = WINDOW_SECONDS[windowKey];
-    const end = Math.floor(Date.now() / 1000) - 1;
+    const end = completeThrough();
     const xs = [], ys = TYPES.map(() => []);
     for (let s = end - span + 1; s <= end; s++) {
       xs.push(s);
@@ -214,5 +229,5 @@
   });
   socket.on("connect", () => { seq = null; resyncAsked = false; });
   setInterval(() => { refreshConnection(); if (chart) chart.setData(chartData()); }, 1000);
-  window.eventdash = { get latest() { return latest; }, socket };
+  window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, completeThrough, socket };
 })();

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
+from .auth import protect
 from .live import FULL_ROOM, LiveStats
 from .native import detect_async_mode
 
@@ -66,6 +67,11 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     async_mode = detect_async_mode()
     socketio = SocketIO(app, async_mode=async_mode, cors_allowed_origins=list(settings.cors_origins) or None,
                         max_http_buffer_size=MAX_CLIENT_MESSAGE_BYTES, logger=False, engineio_logger=False)
+    try:  # after SocketIO(app), so that the Socket.IO handshake is behind it too
+        app.wsgi_app = protect(app.wsgi_app, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     metrics = DashboardMetrics()
     live = LiveStats(settings, socketio, metrics)
     app.extensions["eventdash"] = live

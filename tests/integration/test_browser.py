@@ -196,3 +196,41 @@ def test_page_works_under_its_own_csp(strict_page, stack_env, start_program, sta
         setTimeout(() => resolve(null), 5000);
     })""", foreign)
     assert violation == "connect-src"
+
+
+def test_the_chart_draws_complete_seconds_readable_times_and_quiet_grid_lines(browser, stack_env, start_program,
+                                                                             start_dashboard):
+    """The three problems screenshots showed: a drop to 0 at the right edge (the second still filling),
+    date and time labels overlapping at the left edge, glaring grid lines in dark mode."""
+    env = stack_env(EVENTDASH_RATE="300")
+    start_program("consumer", ["consume"], env)
+    producer = start_program("producer", ["produce"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, lambda s: s["events_total"] > 1500, what="a few seconds of steady input",
+                   alive=producer.died)
+    for scheme, width in (("dark", 390), ("light", 1280)):
+        context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme,
+                                      bypass_csp=True)
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
+        # Steady 300 events/s: every drawn second has views, the newest drawn one included.
+        for _ in range(8):
+            last = page.evaluate("""(() => { const d = window.eventdash.chart.data;
+                return {x: d[0][d[0].length - 1], views: d[1][d[1].length - 1],
+                        complete: window.eventdash.completeThrough()}; })()""")
+            assert last["x"] == last["complete"] and last["views"] > 0, (scheme, last)
+            page.wait_for_timeout(400)
+        # Time labels only, and no more of them than fit side by side.
+        axis = page.evaluate("""(() => { const a = window.eventdash.chart.axes[0];
+            const ctx = document.createElement('canvas').getContext('2d'); ctx.font = a.font[0];
+            const labels = a._values || [];
+            return {labels, widest: Math.max(0, ...labels.map((l) => ctx.measureText(l).width)),
+                    width: window.eventdash.chart.bbox.width / devicePixelRatio}; })()""")
+        assert axis["labels"] and all("/" not in label and "\n" not in label for label in axis["labels"]), axis
+        assert len(axis["labels"]) * (axis["widest"] + 8) <= axis["width"], axis
+        # Grid lines: at most 10 % opacity in both themes.
+        grid = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--grid').trim()")
+        alpha = float(grid.rsplit(",", 1)[1].rstrip(")"))
+        assert alpha <= 0.1, (scheme, grid)
+        context.close()

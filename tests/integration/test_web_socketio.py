@@ -6,14 +6,18 @@ need no broker at all.
 """
 from __future__ import annotations
 
+import base64
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
 import requests
+import socketio
 import websocket
 
 from devstack.readiness import free_port, wait_until
+from eventdash.dashboard.passwords import user_line
 
 from ..helpers import python_env
 
@@ -150,3 +154,41 @@ def test_socketio_connects_gets_state_and_refuses_large_client_messages(dashboar
             assert too_long.result().status_code == 400
         except requests.ReadTimeout:
             pass
+
+
+@pytest.mark.parametrize("worker_class", ["eventlet", "gevent"])
+def test_basic_auth_guards_the_page_the_api_and_the_socketio_handshake(dashboard_env, start_dashboard, tmp_path,
+                                                                      worker_class):
+    users = tmp_path / "users"
+    users.write_text(user_line("alice", "correct horse") + "\n")  # the real cost: about 0.1 s per check
+    _, base = start_dashboard(dashboard_env(EVENTDASH_AUTH="basic", EVENTDASH_AUTH_USERS_FILE=str(users)),
+                              worker_class)
+    good = {"Authorization": "Basic " + base64.b64encode(b"alice:correct horse").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"alice:wrong").decode()}
+
+    for path in ("/", "/api/stats", "/static/app.js", "/socket.io/?EIO=4&transport=polling"):
+        for headers in ({}, bad):
+            response = requests.get(base + path, headers={"Origin": base, **headers}, timeout=10)
+            assert response.status_code == 401 and response.json() == {"error": "unauthorized", "status": 401}
+        assert requests.get(base + path, headers={"Origin": base, **good}, timeout=10).status_code == 200
+    assert requests.get(base + "/healthz", timeout=5).status_code == 200
+    with pytest.raises(websocket.WebSocketBadStatusException, match="401"):
+        websocket_open(base, base)
+
+    client = socketio.Client(reconnection=False)
+    states: list[dict] = []
+    client.on("stats", states.append)
+    client.connect(base, headers=good, transports=["websocket"], wait_timeout=10)
+    try:
+        wait_until(lambda: states, what="the stats document over an authenticated WebSocket", timeout=10)
+    finally:
+        client.disconnect()
+
+    # Password checks run off the event loop: 16 wrong logins (about 1.6 s of scrypt) leave /healthz quick.
+    with ThreadPoolExecutor(16) as pool:
+        attempts = [pool.submit(requests.get, base + "/api/stats", headers=bad, timeout=30) for _ in range(16)]
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert requests.get(base + "/healthz", timeout=10).status_code == 200
+        assert time.monotonic() - started < 0.5
+        assert all(a.result().status_code == 401 for a in attempts)

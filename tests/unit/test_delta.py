@@ -91,7 +91,8 @@ def test_a_follower_keeps_its_history_bounded_and_asks_for_a_resync_when_it_miss
     follower = DeltaFollower(history_seconds=60)
     follower.on_full({"seq": 1, "totals": {"purchase": 1}, "series": series(1000, [[1, 0, 0, 0]] * 200)})
     assert min(follower.history) == 1199 - 60 and len(follower.history) == 61
-    assert follower.on_delta({"seq": 2, "base": 1, "patch": {"totals": {"purchase": 2}}, "series": [[1300, 5, 0, 0, 0]]})
+    assert follower.on_delta({"seq": 2, "base": 1, "patch": {"totals": {"purchase": 2}},
+                              "series": [[1300, 5, 0, 0, 0]]})
     assert follower.doc["totals"] == {"purchase": 2} and follower.seq == 2
     assert follower.history == {1300: [5, 0, 0, 0]}  # everything 60 s before the newest second is gone
     assert not follower.on_delta({"seq": 4, "base": 3, "patch": {}, "series": []})  # missed 3: resync
