@@ -98,15 +98,16 @@ class ClientFleet:
             self.runner.wait()
 
 
-def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float, other_clients: int) -> dict:
+def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float, other_clients: int,
+              **settings: str) -> dict:
     """Delay from an event's ts to the first update a delta client (the page's mode) receives that
     includes it, with ``other_clients`` more delta clients connected; and the bytes per second one
     client receives in delta mode and with whole documents."""
     received: list[tuple[int, int]] = []  # (receive ms, min partition watermark ms)
     sizes = {"delta": 0, "full": 0}
     measuring = threading.Event()
-    directory = work_dir / f"fresh-{int(rate)}"
-    with stack(bootstrap, directory, rate=rate) as (base, env, procs):
+    directory = work_dir / f"fresh-{int(rate)}-{len(settings)}"
+    with stack(bootstrap, directory, rate=rate, **settings) as (base, env, procs):
         wait_until(lambda: requests.get(f"{base}/api/stats", timeout=2).json()["events_total"] > rate * 3,
                    what="the pipeline to warm up", timeout=90)
         others = ClientFleet(base, other_clients, directory / "others", "delta") if other_clients else None
@@ -159,6 +160,7 @@ def freshness(bootstrap: str, work_dir: Path, rate: float, seconds: float, other
         if i < len(received):
             delays.append(received[i][0] - ts)
     return {"rate": rate, "achieved_rate": achieved, "other_clients": other_clients, "broadcasts": len(received),
+            "settings": settings,
             "delta_bytes_per_second": sizes["delta"] / window_seconds,
             "full_bytes_per_second": sizes["full"] / window_seconds,
             "p50": percentile(delays, 50), "p95": percentile(delays, 95), "p99": percentile(delays, 99)}

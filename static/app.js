@@ -130,8 +130,10 @@
     holder.replaceChildren(frag);
   }
 
+  let shownOnce = false; // a page opened paused still shows its first state
   function render() {
-    if (!latest) return;
+    if (!latest || (paused && shownOnce)) return;
+    shownOnce = true;
     const s = latest;
     const w = s.windows[windowKey];
     setText("kpi-rate", rateFmt.format(s.events_per_second));
@@ -177,12 +179,64 @@
     document.querySelectorAll(".window-picker button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.window === key)));
     const label = { "1m": "1 min", "5m": "5 min", "15m": "15 min" }[key];
     document.querySelectorAll(".window-label").forEach((el) => { el.textContent = label; });
+    $("download-series").href = "/api/series.csv?window=" + key;
+    $("download-top").href = "/api/top.csv?window=" + key;
+    saveView();
+    const wasPaused = paused;
+    paused = false; // a new window is shown at once, even while paused
     render();
+    if (chart) chart.setData(chartData());
+    paused = wasPaused;
+  }
+
+  // ---- the view lives in the URL (window, theme, paused): a reload or a shared link opens the same view
+  const THEMES = ["auto", "light", "dark"];
+  let theme = "auto";
+  let paused = false;
+  let held = 0;
+  function saveView() {
+    const params = new URLSearchParams(location.search);
+    params.set("window", windowKey);
+    if (theme === "auto") params.delete("theme"); else params.set("theme", theme);
+    if (paused) params.set("paused", "1"); else params.delete("paused");
+    history.replaceState(null, "", location.pathname + "?" + params.toString());
+  }
+  function setTheme(next) {
+    theme = THEMES.includes(next) ? next : "auto";
+    if (theme === "auto") delete document.documentElement.dataset.theme;
+    else document.documentElement.dataset.theme = theme;
+    $("theme").textContent = "Theme: " + theme;
+    if (chart) { chart.destroy(); makeChart(); } // the chart's colours come from the theme's variables
+    saveView();
+  }
+  function setPaused(next) {
+    paused = next;
+    $("pause").setAttribute("aria-pressed", String(paused));
+    $("pause").textContent = paused ? "Resume" : "Pause";
+    if (!paused) { held = 0; render(); if (chart) chart.setData(chartData()); }
+    setText("held", paused && held ? "+" + intFmt.format(held) + " updates" : "");
+    saveView();
+  }
+  function holdOne() { // an update arrived while paused: counted, shown on resume
+    if (!paused || !shownOnce) return;
+    held += 1;
+    setText("held", "+" + intFmt.format(held) + " updates");
   }
 
   // ---- wiring ---------------------------------------------------------------------------
+  const initial = new URLSearchParams(location.search);
   document.querySelectorAll(".window-picker button").forEach((b) => b.addEventListener("click", () => selectWindow(b.dataset.window)));
+  $("pause").addEventListener("click", () => setPaused(!paused));
+  $("theme").addEventListener("click", () => setTheme(THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length]));
+  $("download-png").addEventListener("click", (e) => {
+    const canvas = $("chart").querySelector("canvas");
+    if (!canvas) { e.preventDefault(); return; }
+    e.currentTarget.href = canvas.toDataURL("image/png");
+  });
   makeChart();
+  setTheme(initial.get("theme"));
+  if (WINDOW_SECONDS[initial.get("window")]) selectWindow(initial.get("window")); else saveView();
+  if (initial.get("paused") === "1") setPaused(true);
   window.addEventListener("resize", () => chart && chart.setSize({ width: Math.max(300, $("chart").clientWidth), height: 260 }));
 
   // Delta updates (eventdash/dashboard/delta.py): a whole document with `seq` as the base, then only
@@ -203,6 +257,7 @@
   }
   function received() {
     lastMessageAt = Date.now();
+    holdOne();
     render();
     refreshConnection();
   }
@@ -228,6 +283,6 @@
     received();
   });
   socket.on("connect", () => { seq = null; resyncAsked = false; });
-  setInterval(() => { refreshConnection(); if (chart) chart.setData(chartData()); }, 1000);
+  setInterval(() => { refreshConnection(); if (chart && !paused) chart.setData(chartData()); }, 1000);
   window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, completeThrough, socket };
 })();

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
+from ..stats.export import UnknownWindow, series_csv, top_csv, window_document
 from .auth import protect
 from .live import FULL_ROOM, LiveStats
 from .native import detect_async_mode
@@ -89,7 +91,33 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
 
     @app.get("/api/stats")
     def api_stats() -> Response:
-        return _json(live.view())
+        label = request.args.get("window")
+        if label is None:
+            return _json(live.view())
+        try:
+            return _json(window_document(live.view(), label, now_ms=time.time_ns() // 1_000_000))
+        except UnknownWindow as exc:
+            return _json({"error": str(exc), "status": 400}, 400)
+
+    def _csv_response(make, label: str | None, name: str) -> Response:
+        label = "5m" if label is None else label
+        try:
+            text = make(live.view(), label)
+        except UnknownWindow as exc:
+            return _json({"error": str(exc), "status": 400}, 400)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        return Response(text, mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="eventdash-{name}-{label}-{stamp}.csv"'})
+
+    @app.get("/api/series.csv")
+    def api_series_csv() -> Response:
+        now_ms = time.time_ns() // 1_000_000
+        return _csv_response(lambda view, label: series_csv(view, label, now_ms), request.args.get("window"),
+                             "series")
+
+    @app.get("/api/top.csv")
+    def api_top_csv() -> Response:
+        return _csv_response(top_csv, request.args.get("window"), "top-products")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -26,6 +26,9 @@ from .partition_state import TYPE_INDEX, PartitionStats
 logger = logging.getLogger(__name__)
 
 PartitionState = PartitionStats  # or NativePartitionStats: the same interface
+# Totals at or above this stay on the reference: 2^126 cents leaves room for 8e20 events at the largest
+# revenue an event can carry (price 1e9 x quantity 1e6) before the native 128-bit totals would overflow.
+NATIVE_TOTALS_LIMIT = 2**126
 
 
 class RunResult(NamedTuple):
@@ -120,13 +123,12 @@ class NativeEngine(PythonEngine):
 
     def restore(self, snapshot: Snapshot, *, horizon_seconds: int) -> PartitionState:
         state = NativePartitionStats(self._native, snapshot.partition, horizon_seconds=horizon_seconds)
-        try:
+        if max(max(total) for total in snapshot.totals.values()) < NATIVE_TOTALS_LIMIT:
             state.load(snapshot)
-        except OverflowError:
-            logger.warning("partition %d: a figure of its snapshot exceeds the native engine's 128-bit totals; "
-                           "aggregating this partition with the Python reference", snapshot.partition)
-            return PartitionStats.from_snapshot(snapshot, horizon_seconds=horizon_seconds)
-        return state
+            return state
+        logger.warning("partition %d: its totals are near the native engine's 128-bit limit; aggregating this "
+                       "partition with the Python reference", snapshot.partition)
+        return PartitionStats.from_snapshot(snapshot, horizon_seconds=horizon_seconds)
 
     def _rules_for(self, future_tolerance_ms: int, max_bytes: int):
         key = (future_tolerance_ms, max_bytes)

@@ -63,7 +63,10 @@ impl EventRules {
     }
 }
 
+/// No unknown fields: serde skips the values of unknown fields without the checks orjson makes
+/// (UTF-8, surrogate escapes, number range, depth), so a record with any goes to the reference.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WireEvent<'a> {
     #[serde(borrow)]
     event_id: Cow<'a, str>,

@@ -234,3 +234,46 @@ def test_the_chart_draws_complete_seconds_readable_times_and_quiet_grid_lines(br
         alpha = float(grid.rsplit(",", 1)[1].rstrip(")"))
         assert alpha <= 0.1, (scheme, grid)
         context.close()
+
+
+def test_pause_counts_held_updates_resume_shows_now_and_the_url_keeps_the_view(page, stack_env, start_program,
+                                                                              start_dashboard):
+    env = stack_env(EVENTDASH_RATE="200")
+    start_program("consumer", ["consume"], env)
+    producer = start_program("producer", ["produce"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, lambda s: s["events_total"] > 200, what="events flowing", alive=producer.died)
+
+    page.goto(base + "/?window=1m&theme=dark")
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
+    assert page.locator('.window-picker button[data-window="1m"]').get_attribute("aria-pressed") == "true"
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    assert page.locator("#download-series").get_attribute("href") == "/api/series.csv?window=1m"
+
+    # Pause from the keyboard: the tiles freeze while updates are counted.
+    page.locator("#pause").focus()
+    page.keyboard.press("Enter")
+    assert page.locator("#pause").get_attribute("aria-pressed") == "true"
+    assert "paused=1" in page.url and "window=1m" in page.url and "theme=dark" in page.url
+    frozen = tile_text(page, "productview")
+    page.wait_for_function("/^\\+\\d+ updates$/.test(document.getElementById('held').textContent) && "
+                           "parseInt(document.getElementById('held').textContent.slice(1)) >= 3", timeout=20_000)
+    assert tile_text(page, "productview") == frozen
+    newer = page.evaluate("window.eventdash.latest.totals.productview")
+    assert newer > number(frozen)  # the page kept receiving while it showed the frozen state
+
+    # Resume: the current state at once, and the counter is gone.
+    page.keyboard.press("Enter")
+    shown = page.evaluate("""(() => [document.getElementById('kpi-total-productview').textContent,
+                                     window.eventdash.latest.totals.productview])()""")
+    assert number(shown[0]) == shown[1] and page.locator("#held").inner_text() == ""
+    assert "paused" not in page.url
+
+    # A shared link opens the same view, paused included; the CSV is what the chart shows.
+    page.goto(base + "/?window=15m&paused=1")
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
+    assert page.locator("#pause").inner_text() == "Resume"
+    page.wait_for_function("document.getElementById('kpi-total-productview').textContent !== '–'", timeout=20_000)
+    csv_text = page.request.get(base + page.locator("#download-series").get_attribute("href")).text()
+    assert len(csv_text.splitlines()) == 1 + 900
+    assert page.dialogs == []

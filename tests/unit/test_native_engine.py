@@ -22,7 +22,13 @@ from eventdash.consumer.aggregator import Aggregator
 from eventdash.consumer.checkpoint import Checkpoint
 from eventdash.observability.metrics import ConsumerMetrics
 from eventdash.snapshots import PRODUCT_CANDIDATES, decode, encode
-from eventdash.stats.engine import NativeEngine, NativePartitionStats, PythonEngine, load_engine
+from eventdash.stats.engine import (
+    NATIVE_TOTALS_LIMIT,
+    NativeEngine,
+    NativePartitionStats,
+    PythonEngine,
+    load_engine,
+)
 from eventdash.stats.partition_state import PartitionStats
 
 from .test_aggregation_properties import FUTURE_TOLERANCE_MS, HORIZON, NOW_MS, SPECIAL_RECORDS, records
@@ -57,6 +63,11 @@ UNUSUAL_RECORDS = [  # valid or not, the reference decides: the native path must
     b'[{%s, "price": 1, "quantity": 1}]' % _BASE,
     b'{%s, "price": 1, "quantity": 1}' % _BASE.replace(b'"ts": %d' % NOW_MS, b'"ts": -0'),
     b'{%s, "price": 1, "quantity": 1}' % _BASE.replace(b'"s"', b'"\\ud83d\\ude00"'),
+    # unknown fields whose values orjson refuses (found in review): invalid UTF-8, lone surrogates,
+    # numbers out of range, nesting past orjson's limit
+    *[b'{%s, "price": 1, "quantity": 1, "x": %s}' % (_BASE, bad) for bad in (
+        b'"\xff"', b'"\xc0\xaf"', b'"\xed\xa0\x80"', b'{"\xa9": 0}', b'"\\ud800"', b'"\\ude00\\ud83d"',
+        b"1e400", b"-1e400", b"1" * 400, b"[" * 1024 + b"]" * 1024)],
 ]
 
 ERROR = KafkaError(KafkaError._PARTITION_EOF, "end of partition")  # not fatal: skipped with a warning
@@ -152,12 +163,13 @@ def test_a_native_state_restored_from_a_snapshot_goes_on_as_the_reference(monkey
     assert results[0] == results[1]
 
 
-def test_a_total_beyond_128_bits_keeps_the_partition_on_the_reference():
+@pytest.mark.parametrize("revenue", [2**130, 2**128 - 1, NATIVE_TOTALS_LIMIT])
+def test_totals_near_128_bits_keep_the_partition_on_the_reference(revenue):
     state = PartitionStats(0, horizon_seconds=HORIZON)
-    state.totals["purchase"] = [1, 1, 2**130]
+    state.totals["purchase"] = [1, 1, revenue]
     snapshot = decode(encode(state.to_snapshot(next_offset=1, updated_at_ms=NOW_MS)), partition=0)
     restored = load_engine("native").restore(snapshot, horizon_seconds=HORIZON)
-    assert type(restored) is PartitionStats and restored.totals["purchase"][2] == 2**130
+    assert type(restored) is PartitionStats and restored.totals["purchase"][2] == revenue
 
 
 def test_engine_choice(monkeypatch):
