@@ -199,7 +199,7 @@
     params.set("window", windowKey);
     if (theme === "auto") params.delete("theme"); else params.set("theme", theme);
     if (paused) params.set("paused", "1"); else params.delete("paused");
-    history.replaceState(null, "", location.pathname + "?" + params.toString());
+    window.history.replaceState(null, "", location.pathname + "?" + params.toString());
   }
   function setTheme(next) {
     theme = THEMES.includes(next) ? next : "auto";
