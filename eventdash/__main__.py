@@ -94,7 +94,7 @@ def _dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 def _hash_password(user: str, users_file: Path | None) -> int:
     """The password from the terminal (asked twice) or from one line of stdin; a ``name:hash`` line out."""
-    from .dashboard.passwords import PasswordFileError, load_users, user_line
+    from .dashboard.passwords import user_line, user_names
 
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {user}: ")
@@ -102,21 +102,27 @@ def _hash_password(user: str, users_file: Path | None) -> int:
             print("the passwords differ", file=sys.stderr)
             return 2
     else:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     try:
         line = user_line(user, password)
-        if users_file is not None and users_file.exists() and user in load_users(users_file):
+        if users_file is not None and users_file.exists() and user in user_names(users_file):
             print(f"{users_file} already has user {user!r}", file=sys.stderr)
             return 2
-    except (ValueError, PasswordFileError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if users_file is None:
         print(line)
         return 0
-    fd = os.open(users_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "a") as f:
-        f.write(line + "\n")
+    fd = os.open(users_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():  # a file that does not end in a newline gets one first
+            f.seek(-1, os.SEEK_END)
+            ends_in_newline = f.read(1) == b"\n"
+        else:
+            ends_in_newline = True
+        f.write(("" if ends_in_newline else "\n").encode() + line.encode() + b"\n")
     print(f"added {user!r} to {users_file}", file=sys.stderr)
     return 0
 

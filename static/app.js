@@ -223,6 +223,39 @@
     setText("held", "+" + intFmt.format(held) + " updates");
   }
 
+  // ---- dead letters (polled: the panel needs no push) -----------------------------------
+  const clockFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  function cell(text, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    td.textContent = text;
+    return td;
+  }
+  function renderDeadLetters(d) {
+    const minutes = $("dlq-minutes");
+    const items = d.per_minute.slice(-10).reverse().map((m) => {
+      const li = document.createElement("li");
+      const parts = Object.entries(m.by_reason).map(([r, n]) => r.replace(/_/g, " ") + " " + intFmt.format(n));
+      li.textContent = clockFmt.format(new Date(m.minute_s * 1000)).slice(0, 5) + " — " + parts.join(" · ");
+      return li;
+    });
+    if (!items.length) { const li = document.createElement("li"); li.className = "note"; li.textContent = "none"; items.push(li); }
+    minutes.replaceChildren(...items);
+    const rows = d.recent.map((r) => {
+      const tr = document.createElement("tr");
+      tr.append(cell(clockFmt.format(new Date(r.time_ms))), cell(r.reason.replace(/_/g, " ")),
+        cell((r.source_partition ?? "?") + " / " + (r.source_offset ?? "?"), "num"), cell(r.preview, "preview"));
+      tr.title = r.detail || "";
+      return tr;
+    });
+    $("dlq-recent").replaceChildren(...rows);
+  }
+  function pollDeadLetters() {
+    if (paused) return;
+    fetch("/api/deadletters", { cache: "no-store" }).then((r) => (r.ok ? r.json() : null))
+      .then((d) => { if (d) renderDeadLetters(d); }).catch(() => {});
+  }
+
   // ---- wiring ---------------------------------------------------------------------------
   const initial = new URLSearchParams(location.search);
   document.querySelectorAll(".window-picker button").forEach((b) => b.addEventListener("click", () => selectWindow(b.dataset.window)));
@@ -284,5 +317,7 @@
   });
   socket.on("connect", () => { seq = null; resyncAsked = false; });
   setInterval(() => { refreshConnection(); if (chart && !paused) chart.setData(chartData()); }, 1000);
+  pollDeadLetters();
+  setInterval(pollDeadLetters, 5000);
   window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, completeThrough, socket };
 })();

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
-from ..stats.export import UnknownWindow, series_csv, top_csv, window_document
+from ..stats.export import EXPORT_SERIES_SECONDS, UnknownWindow, series_csv, top_csv, window_document
 from .auth import protect
 from .live import FULL_ROOM, LiveStats
 from .native import detect_async_mode
@@ -95,25 +95,27 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         if label is None:
             return _json(live.view())
         try:
-            return _json(window_document(live.view(), label, now_ms=time.time_ns() // 1_000_000))
+            return _json(window_document(live.view(series_seconds=EXPORT_SERIES_SECONDS), label))
         except UnknownWindow as exc:
             return _json({"error": str(exc), "status": 400}, 400)
 
     def _csv_response(make, label: str | None, name: str) -> Response:
         label = "5m" if label is None else label
         try:
-            text = make(live.view(), label)
+            text = make(live.view(series_seconds=EXPORT_SERIES_SECONDS), label)
         except UnknownWindow as exc:
             return _json({"error": str(exc), "status": 400}, 400)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         return Response(text, mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="eventdash-{name}-{label}-{stamp}.csv"'})
 
+    @app.get("/api/deadletters")
+    def api_dead_letters() -> Response:
+        return _json(live.dead_letters.view())
+
     @app.get("/api/series.csv")
     def api_series_csv() -> Response:
-        now_ms = time.time_ns() // 1_000_000
-        return _csv_response(lambda view, label: series_csv(view, label, now_ms), request.args.get("window"),
-                             "series")
+        return _csv_response(series_csv, request.args.get("window"), "series")
 
     @app.get("/api/top.csv")
     def api_top_csv() -> Response:
@@ -164,8 +166,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
 
     @socketio.on("resync")
     def on_resync(*_ignored) -> None:
-        """A delta client that missed a delta: a whole document again at the next broadcast."""
-        live.awaiting_base.add(request.sid)
+        live.resync(request.sid)
 
     @socketio.on("disconnect")
     def on_disconnect(reason=None) -> None:

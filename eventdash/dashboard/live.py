@@ -9,6 +9,7 @@ from flask_socketio import SocketIO
 from ..config import Settings
 from ..observability.metrics import DashboardMetrics
 from ..stats.view import build_view
+from .dead_letter_feed import DeadLetterFeed
 from .delta import make_delta
 from .feed import StatisticsFeed
 from .lag import INTERVAL_SECONDS as LAG_INTERVAL_SECONDS
@@ -35,6 +36,7 @@ class LiveStats:
         self.feed = StatisticsFeed(settings, socketio.sleep, on_snapshot=metrics.snapshots.inc,
                                    on_skip=lambda reason: metrics.snapshots_skipped.labels(reason=reason).inc(),
                                    input_partitions=lambda: self.lag_monitor.partitions)
+        self.dead_letters = DeadLetterFeed(settings, socketio.sleep)
         self.programs: list[dict] = []
         self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
         self._cache: tuple[tuple, dict] | None = None
@@ -45,6 +47,7 @@ class LiveStats:
     def start(self) -> None:
         self.lag_monitor.start()
         self.socketio.start_background_task(self._feed_loop)
+        self.socketio.start_background_task(self._dead_letter_loop)
         self.socketio.start_background_task(self._broadcast_loop)
         if self.settings.supervisor_socket:
             self.socketio.start_background_task(self._programs_loop)
@@ -153,21 +156,35 @@ class LiveStats:
         self.broadcast_seq += 1
         seq = self.broadcast_seq
         document = {**self.view(series_seconds=BROADCAST_SERIES_SECONDS), "seq": seq}
-        self.socketio.emit("stats", document, to=FULL_ROOM)
         manager = self.socketio.server.manager
+        if self._has_members(FULL_ROOM):  # encoding a document for nobody costs as much as for everybody
+            self.socketio.emit("stats", document, to=FULL_ROOM)
         if previous is not None:
             self.socketio.emit("stats_delta", make_delta(previous, document, seq=seq, base=previous["seq"]),
                                to=DELTA_ROOM)
         else:  # nothing to diff from: every delta client starts again from this document
             self.awaiting_base.update(sid for sid, _ in manager.get_participants("/", DELTA_ROOM))
         waiting, self.awaiting_base = self.awaiting_base, set()
-        for sid in waiting:
-            self.socketio.emit("stats", document, to=sid)
+        if waiting:
             try:
-                self.socketio.server.enter_room(sid, DELTA_ROOM, namespace="/")
-            except (KeyError, ValueError):
-                pass  # disconnected meanwhile
+                self.socketio.emit("stats", document, to=list(waiting))  # one encoding for all of them
+            except Exception:
+                self.awaiting_base |= waiting  # they wait for the next broadcast instead
+                raise
+            for sid in waiting:
+                try:
+                    self.socketio.server.enter_room(sid, DELTA_ROOM, namespace="/")
+                except (KeyError, ValueError):
+                    pass  # disconnected meanwhile
         return document
+
+    def _has_members(self, room: str) -> bool:
+        return next(self.socketio.server.manager.get_participants("/", room), None) is not None
+
+    def resync(self, sid: str) -> None:
+        """A delta client missed a delta: a whole document at the next broadcast (others: ignored)."""
+        if DELTA_ROOM in self.socketio.server.rooms(sid, namespace="/"):
+            self.awaiting_base.add(sid)
 
     def _feed_loop(self) -> None:
         """The feed is this process's only input: whatever ends it, it starts again."""
@@ -176,6 +193,14 @@ class LiveStats:
                 self.feed.run()
             except Exception:  # noqa: BLE001
                 logger.exception("statistics feed failed; restarting it in 1 s")
+            self.socketio.sleep(1.0)
+
+    def _dead_letter_loop(self) -> None:
+        while True:
+            try:
+                self.dead_letters.run()
+            except Exception:  # noqa: BLE001
+                logger.exception("dead-letter feed failed; restarting it in 1 s")
             self.socketio.sleep(1.0)
 
     def _programs_loop(self) -> None:

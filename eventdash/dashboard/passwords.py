@@ -23,8 +23,11 @@ LOG2_N, R, P = 15, 8, 1
 SALT_BYTES, KEY_BYTES = 16, 32
 MAX_PASSWORD_BYTES = 1024  # longer input is refused before any hashing (no CPU or memory on junk)
 MAX_USERS = 10_000
-_NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
-_LIMITS = {"log2_n": (10, 20), "r": (1, 32), "p": (1, 4)}  # what a users file may ask for (memory, time)
+_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
+# What a users file may ask for: at most 64 MiB and about 0.5 s per check. Costs other than the defaults
+# that `hash-password` writes make those users' checks take another time than an unknown user's.
+_LIMITS = {"log2_n": (10, 16), "r": (1, 16), "p": (1, 2)}
+MAX_CHECK_MEMORY = 64 * 2**20
 
 
 class PasswordFileError(ValueError):
@@ -50,7 +53,7 @@ def hash_password(password: str, *, log2_n: int = LOG2_N, r: int = R, p: int = P
 
 
 def user_line(name: str, password: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError("a user name is 1 to 64 of letters, digits and . _ @ + -")
     return f"{name}:{hash_password(password)}"
 
@@ -70,6 +73,8 @@ class StoredHash:
         self.key = base64.b64decode(parts[5], validate=True)
         if len(self.salt) < 8 or len(self.key) != KEY_BYTES:
             raise ValueError("salt or key of the wrong length")
+        if 128 * self.r * (1 << self.log2_n) > MAX_CHECK_MEMORY:
+            raise ValueError(f"its cost needs more than {MAX_CHECK_MEMORY // 2**20} MiB per check")
 
     def matches(self, password: str) -> bool:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
@@ -79,6 +84,16 @@ class StoredHash:
 
 # Checked for unknown users, so that a wrong name costs as long as a wrong password.
 DUMMY = StoredHash(f"{SCHEME}${LOG2_N}${R}${P}${_b64(bytes(SALT_BYTES))}${_b64(bytes(KEY_BYTES))}")
+
+
+def user_names(path: Path) -> set[str]:
+    """The names a users file already has (for adding one), without checking the hashes."""
+    names = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            names.add(line.partition(":")[0])
+    return names
 
 
 def load_users(path: Path) -> dict[str, StoredHash]:
@@ -92,7 +107,7 @@ def load_users(path: Path) -> dict[str, StoredHash]:
         if not line or line.startswith("#"):
             continue
         name, _, stored = line.partition(":")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise PasswordFileError(f"{path}:{number}: a line is NAME:HASH with a name of 1 to 64 of letters, "
                                     "digits and . _ @ + -")
         if name in users:

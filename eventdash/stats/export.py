@@ -15,6 +15,8 @@ from ..events.model import EVENT_TYPES
 from .view import WINDOWS
 
 ACTIVE_PARTITION_MS = 60_000
+# The view exports are cut from: the longest window, ending up to a minute before now.
+EXPORT_SERIES_SECONDS = max(WINDOWS.values()) * 60 + ACTIVE_PARTITION_MS // 1000 + 1
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run these as formulas
 
 
@@ -35,10 +37,11 @@ def complete_through(view: dict, now_ms: int) -> int:
     return min(last, min(active) // 1000 - 1) if active else last
 
 
-def series_rows(view: dict, label: str, now_ms: int) -> list[tuple[int, list[int]]]:
-    """(epoch second, counts by type) for each complete second of the window, oldest first."""
+def series_rows(view: dict, label: str) -> list[tuple[int, list[int]]]:
+    """(epoch second, counts by type) for each complete second of the window, oldest first, as of the
+    view's ``generated_at_ms`` (build it with ``series_seconds=EXPORT_SERIES_SECONDS``)."""
     span = window_seconds(label)
-    end = complete_through(view, now_ms)
+    end = complete_through(view, view["generated_at_ms"])
     series = view["series"]
     by_type = [series["by_type"][name] for name in EVENT_TYPES]
     rows = []
@@ -49,17 +52,17 @@ def series_rows(view: dict, label: str, now_ms: int) -> list[tuple[int, list[int
     return rows
 
 
-def window_document(view: dict, label: str, now_ms: int) -> dict:
-    window = view["windows"][label] if label in view["windows"] else None
-    if window is None:
-        raise UnknownWindow(label)
-    rows = series_rows(view, label, now_ms)
+def window_document(view: dict, label: str) -> dict:
+    """The figures the page shows with ``window`` selected: the totals and rate of now, and under
+    ``window`` that window's counts, funnel and top products (which include the second still
+    filling, as the page's do) and its series of complete seconds."""
+    window_seconds(label)
+    rows = series_rows(view, label)
     keep = ("generated_at_ms", "updated_at_ms", "totals", "units", "revenue", "revenue_cents", "invalid_total",
             "invalid_by_reason", "late_total", "events_total", "events_per_second", "currency", "health")
     return {
         **{key: view[key] for key in keep if key in view},
-        "window": label,
-        **window,
+        "window": {"label": label, **view["windows"][label]},
         "series": {"start_s": rows[0][0], "step_s": 1,
                    "by_type": {name: [counts[i] for _, counts in rows] for i, name in enumerate(EVENT_TYPES)}},
     }
@@ -79,8 +82,8 @@ def _csv(header: list[str], rows: list[list[object]]) -> str:
     return out.getvalue()
 
 
-def series_csv(view: dict, label: str, now_ms: int) -> str:
-    rows = series_rows(view, label, now_ms)
+def series_csv(view: dict, label: str) -> str:
+    rows = series_rows(view, label)
     return _csv(["second", "time_utc", *EVENT_TYPES],
                 [[second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), *counts]
                  for second, counts in rows])

@@ -118,6 +118,17 @@ def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_
     assert top.inner_text() == XSS
     assert page.locator("#top-views img").count() == 0 and page.dialogs == []
 
+    # A record that is not JSON: the dead-letter panel shows it redacted, as text, with its source offset.
+    producer.produce(env["EVENTDASH_EVENTS_TOPIC"], b'{"session_id": "s-private", "x": "' + XSS.encode() + b'"',
+                     key=b"s-bad", partition=0)
+    assert producer.flush(30) == 0
+    page.wait_for_function("document.getElementById('dlq-recent').textContent.includes('not json')",
+                           timeout=30_000)
+    row = page.locator("#dlq-recent tr").first
+    assert XSS in row.locator("td.preview").inner_text() and "s-private" not in row.inner_text()
+    assert page.locator("#dlq-recent img").count() == 0 and page.dialogs == []
+    assert page.locator("#dlq-minutes li").first.inner_text().endswith("not json 1")
+
     shot = tmp_path / "dashboard.png"  # tests never write into tracked files (`make screenshot` renews docs/)
     page.locator("#kpi-invalid").scroll_into_view_if_needed()
     page.screenshot(path=str(shot), full_page=True)

@@ -5,11 +5,13 @@ import base64
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from eventdash.config import ConfigError, Settings
+from eventdash.dashboard import auth
 from eventdash.dashboard.app import create_app
 from eventdash.dashboard.auth import CACHE_ENTRIES, CACHE_SECONDS, BasicAuthenticator
 from eventdash.dashboard.passwords import PasswordFileError, StoredHash, hash_password, load_users
@@ -38,11 +40,12 @@ def test_a_hash_checks_its_password_only():
 
 
 @pytest.mark.parametrize(("content", "message"), [
+    ("alice:scrypt$16$16$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "=\n", "more than 64 MiB per check"),
     ("", "has no users"),
     ("alice\n", "the hash of 'alice' is invalid"),
     ("bad name:scrypt$10$8$1$AAAAAAAAAAA=$AAAA\n", "a line is NAME:HASH"),
     ("alice:plain\n", "the hash of 'alice' is invalid"),
-    ("alice:scrypt$30$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "=\n", "log2_n must be from 10 to 20"),
+    ("alice:scrypt$20$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "=\n", "log2_n must be from 10 to 16"),
     ("alice:scrypt$10$8$1$!!$AAAA\n", "the hash of 'alice' is invalid"),
 ])
 def test_a_bad_users_file_names_the_file_and_line(tmp_path, content, message):
@@ -76,7 +79,8 @@ def test_logins_are_checked_once_then_remembered_for_a_while(users_file, monkeyp
     assert authenticator.user({"HTTP_AUTHORIZATION": basic("mallory", "correct horse")}) is None
     assert len(checks) == 4
     for header in ("", "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(),
-                   "Basic " + base64.b64encode(b"\xff:x").decode(), "Basic " + "A" * 5000):
+                   "Basic " + base64.b64encode(b"\xff:x").decode(), "Basic " + "A" * 5000, "Basic \u00e9",
+                   "Basic \u00e9" + base64.b64encode(b"alice:correct horse").decode()):
         assert authenticator.user({"HTTP_AUTHORIZATION": header}) is None, header
     assert len(checks) == 4
 
@@ -87,6 +91,27 @@ def test_the_login_cache_is_bounded(users_file, monkeypatch):
     for i in range(CACHE_ENTRIES + 50):
         assert authenticator.user({"HTTP_AUTHORIZATION": basic("alice", f"p{i}")}) == "alice"
     assert len(authenticator._recent) == CACHE_ENTRIES
+
+
+def test_a_flood_of_logins_gets_503_instead_of_queueing_without_end(users_file, monkeypatch):
+    authenticator = BasicAuthenticator(load_users(users_file))
+    good = {"HTTP_AUTHORIZATION": basic("alice", "correct horse")}
+    for _ in range(auth.MAX_CONCURRENT_CHECKS):  # every check slot busy
+        authenticator._checks.acquire()
+    monkeypatch.setattr(auth, "CHECK_WAIT_SECONDS", 0.05)
+    assert authenticator.user(good) is auth.BUSY
+    authenticator._waiting = auth.MAX_WAITING_CHECKS
+    started = time.monotonic()
+    assert authenticator.user(good) is auth.BUSY and time.monotonic() - started < 0.05  # at once
+    authenticator._waiting = 0
+    for _ in range(auth.MAX_CONCURRENT_CHECKS):
+        authenticator._checks.release()
+    assert authenticator.user(good) == "alice"
+    app = auth.AuthMiddleware(lambda environ, start: [b"ok"], authenticator, metrics_open=True, basic=True)
+    authenticator.user = lambda environ: auth.BUSY
+    statuses: list = []
+    body = app({"PATH_INFO": "/api/stats"}, lambda status, headers: statuses.append((status, dict(headers))))
+    assert statuses[0][0].startswith("503") and statuses[0][1]["Retry-After"] == "2" and b"retry" in body[0]
 
 
 def settings(**env: str) -> Settings:
@@ -136,6 +161,13 @@ def test_proxy_mode_trusts_its_header_only():
     assert "WWW-Authenticate" not in client.get("/").headers
 
 
+@pytest.mark.parametrize("header", ["Host", "User-Agent", "Cookie"])
+def test_proxy_mode_refuses_a_header_every_client_sends(header, capsys):
+    with pytest.raises(SystemExit):
+        create_app(settings(EVENTDASH_AUTH="proxy", EVENTDASH_AUTH_PROXY_HEADER=header), start_background=False)
+    assert "EVENTDASH_AUTH_PROXY_HEADER" in capsys.readouterr().err
+
+
 def test_hash_password_writes_a_line_the_dashboard_accepts(tmp_path):
     path = tmp_path / "users"
     command = [sys.executable, "-m", "eventdash", "hash-password", "--user", "carol", "--file", str(path)]
@@ -145,7 +177,20 @@ def test_hash_password_writes_a_line_the_dashboard_accepts(tmp_path):
     assert load_users(path)["carol"].matches("open sesame")
     again = subprocess.run(command, input="other\n", capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "already has user 'carol'" in again.stderr
-    printed = subprocess.run([sys.executable, "-m", "eventdash", "hash-password", "--user", "bad name"],
-                             input="x\n", capture_output=True, text=True, timeout=60)
-    assert printed.returncode == 2 and "user name" in printed.stderr
+    for bad in ("bad name", "bob\n"):
+        printed = subprocess.run([sys.executable, "-m", "eventdash", "hash-password", "--user", bad],
+                                 input="x\n", capture_output=True, text=True, timeout=60)
+        assert printed.returncode == 2 and "user name" in printed.stderr
+
+
+def test_hash_password_adds_to_an_empty_file_and_one_without_a_final_newline(tmp_path):
+    path = tmp_path / "users"
+    path.touch(mode=0o600)
+    for user, typed in (("dave", "pw\r\n"), ("erin", "other\n")):
+        done = subprocess.run([sys.executable, "-m", "eventdash", "hash-password", "--user", user, "--file",
+                               str(path)], input=typed, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        path.write_text(path.read_text().rstrip("\n"))  # as an editor may leave it
+    users = load_users(path)
+    assert users["dave"].matches("pw") and users["erin"].matches("other")
 

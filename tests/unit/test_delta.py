@@ -34,7 +34,7 @@ def wire(value):
     return orjson.loads(orjson.dumps(value))  # what a client receives
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(documents, documents, series_strategy, series_strategy)
 def test_applying_the_delta_gives_the_new_document(old, new, old_series, new_series):
     old = {**old, "series": old_series, "seq": 1}
