@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_END, TopicPartition
 
 from ..config import Settings
 from ..kafka.clients import make_consumer
+from .feed import follow
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ HISTORY_MINUTES = 60
 RECENT = 20
 PREVIEW_CHARS = 200
 MAX_REASONS = 32  # reasons are the aggregator's fixed set; anything beyond counts as "other"
-BATCH = 500
-SLICE_SECONDS = 0.02
 PRIVATE_FIELDS = ("event_id", "session_id", "user_id")
 _PRIVATE = re.compile(r'("(?:' + "|".join(PRIVATE_FIELDS) + r')"\s*:\s*)"((?:[^"\\]|\\.)*)"')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -82,16 +81,8 @@ class DeadLetterFeed:
         consumer.subscribe([s.dlq_topic], on_assign=self._assign_last_hour)
         self._running = True
         try:
-            while self._running:
-                messages = consumer.consume(num_messages=BATCH, timeout=0)
-                slice_ends = time.monotonic() + SLICE_SECONDS
-                for msg in messages:
-                    if msg.error() is None:
-                        self.accept(msg)
-                    if time.monotonic() > slice_ends:
-                        self._sleep(0)
-                        slice_ends = time.monotonic() + SLICE_SECONDS
-                self._sleep(0.2 if len(messages) < BATCH else 0)
+            follow(consumer, lambda msg: self.accept(msg) if msg.error() is None else None, self._sleep,
+                   lambda: self._running, idle_seconds=0.2)
         finally:
             consumer.close()
 

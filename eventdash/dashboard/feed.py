@@ -32,6 +32,22 @@ def offset_tail(count: int) -> int:
     return _OFFSET_TAIL_BASE - count
 
 
+def follow(consumer, accept: Callable[[object], None], sleep: Callable[[float], None], running: Callable[[], bool],
+           *, idle_seconds: float) -> None:
+    """Hand every record to ``accept`` without holding the event loop: non-blocking batches, a yield
+    at least every SLICE_SECONDS (a run of large records lets the browsers in) and on every pass, and
+    a wait of ``idle_seconds`` only when caught up."""
+    while running():
+        messages = consumer.consume(num_messages=BATCH, timeout=0)
+        slice_ends = time.monotonic() + SLICE_SECONDS
+        for msg in messages:
+            accept(msg)
+            if time.monotonic() > slice_ends:
+                sleep(0)
+                slice_ends = time.monotonic() + SLICE_SECONDS
+        sleep(idle_seconds if len(messages) < BATCH else 0)
+
+
 class StatisticsFeed:
     """Latest valid snapshot per input partition, a version that bumps on change, and broker health.
 
@@ -73,16 +89,7 @@ class StatisticsFeed:
         self._running = True
         logger.info("following %s", s.statistics_topic)
         try:
-            while self._running:
-                messages = consumer.consume(num_messages=BATCH, timeout=0)
-                slice_ends = time.monotonic() + SLICE_SECONDS
-                for msg in messages:
-                    self._accept(msg)
-                    if time.monotonic() > slice_ends:  # a run of large snapshots: let the browsers in
-                        self._sleep(0)
-                        slice_ends = time.monotonic() + SLICE_SECONDS
-                # Yield to the browsers on every pass; wait a little only when caught up.
-                self._sleep(0.05 if len(messages) < BATCH else 0)
+            follow(consumer, self._accept, self._sleep, lambda: self._running, idle_seconds=0.05)
         finally:
             consumer.close()
 

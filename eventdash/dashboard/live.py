@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask_socketio import SocketIO
 
@@ -46,8 +47,8 @@ class LiveStats:
 
     def start(self) -> None:
         self.lag_monitor.start()
-        self.socketio.start_background_task(self._feed_loop)
-        self.socketio.start_background_task(self._dead_letter_loop)
+        self.socketio.start_background_task(self._supervised(self.feed.run, "statistics feed"))
+        self.socketio.start_background_task(self._supervised(self.dead_letters.run, "dead-letter feed"))
         self.socketio.start_background_task(self._broadcast_loop)
         if self.settings.supervisor_socket:
             self.socketio.start_background_task(self._programs_loop)
@@ -186,22 +187,16 @@ class LiveStats:
         if DELTA_ROOM in self.socketio.server.rooms(sid, namespace="/"):
             self.awaiting_base.add(sid)
 
-    def _feed_loop(self) -> None:
-        """The feed is this process's only input: whatever ends it, it starts again."""
-        while True:
-            try:
-                self.feed.run()
-            except Exception:  # noqa: BLE001
-                logger.exception("statistics feed failed; restarting it in 1 s")
-            self.socketio.sleep(1.0)
-
-    def _dead_letter_loop(self) -> None:
-        while True:
-            try:
-                self.dead_letters.run()
-            except Exception:  # noqa: BLE001
-                logger.exception("dead-letter feed failed; restarting it in 1 s")
-            self.socketio.sleep(1.0)
+    def _supervised(self, run: Callable[[], None], what: str) -> Callable[[], None]:
+        """``run`` forever: whatever ends it (a reader is this process's only input), it starts again."""
+        def loop() -> None:
+            while True:
+                try:
+                    run()
+                except Exception:  # noqa: BLE001
+                    logger.exception("%s failed; restarting it in 1 s", what)
+                self.socketio.sleep(1.0)
+        return loop
 
     def _programs_loop(self) -> None:
         while True:
