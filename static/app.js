@@ -172,6 +172,20 @@
     const reasons = Object.entries(s.invalid_by_reason).map(([r, n]) => r.replace(/_/g, " ") + ": " + intFmt.format(n));
     setText("invalid-reasons", reasons.length ? "Invalid by reason — " + reasons.join(" · ") : "");
     if (chart) chart.setData(chartData());
+    summarize(s, w, h);
+  }
+
+  // Screen readers hear a short summary, at most every 30 s (the tiles change 4 times a second).
+  const SUMMARY_EVERY_MS = 30000;
+  let summarizedAt = -Infinity;
+  function summarize(s, w, h) {
+    const now = Date.now();
+    if (now - summarizedAt < SUMMARY_EVERY_MS) return;
+    summarizedAt = now;
+    const conversion = w.funnel.conversion_rate == null ? "no conversion yet" :
+      "conversion " + pctFmt.format(w.funnel.conversion_rate);
+    $("summary").textContent = rateFmt.format(s.events_per_second) + " events per second, " +
+      intFmt.format(s.totals.purchase) + " purchases, " + conversion + ", pipeline " + (h.pipeline || "unknown") + ".";
   }
 
   function selectWindow(key) {

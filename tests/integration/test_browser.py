@@ -240,6 +240,15 @@ def test_the_chart_draws_complete_seconds_readable_times_and_quiet_grid_lines(br
                     width: window.eventdash.chart.bbox.width / devicePixelRatio}; })()""")
         assert axis["labels"] and all("/" not in label and "\n" not in label for label in axis["labels"]), axis
         assert len(axis["labels"]) * (axis["widest"] + 8) <= axis["width"], axis
+        if scheme == "light":  # the aria-live summary: announced at once, then at most every 30 s
+            page.evaluate("""window.__summaries = [];
+                new MutationObserver(() => window.__summaries.push(Date.now())).observe(
+                  document.getElementById('summary'), {childList: true, characterData: true, subtree: true});""")
+            assert "events per second" in page.locator("#summary").inner_text()
+            page.wait_for_function("window.__summaries.length >= 1", timeout=40_000)
+            page.wait_for_timeout(5_000)  # 20 more updates arrive meanwhile
+            changes = page.evaluate("window.__summaries")
+            assert len(changes) == 1, changes
         # Grid lines: at most 10 % opacity in both themes.
         grid = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--grid').trim()")
         alpha = float(grid.rsplit(",", 1)[1].rstrip(")"))
