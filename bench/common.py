@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import orjson
+import requests
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -150,3 +151,9 @@ def rss_mb(pid: int) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def metric_sum(url: str, prefix: str, timeout: float = 5) -> float:
+    """The sum of the Prometheus text lines at ``url`` that start with ``prefix`` (raises if unreachable)."""
+    text = requests.get(url, timeout=timeout).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))

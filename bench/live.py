@@ -18,7 +18,7 @@ from devstack.readiness import free_port, wait_until
 from eventdash.dashboard.delta import DeltaFollower
 from eventdash.producer.simulator import ShopperSimulator
 
-from .common import ROOT, cpu_seconds, eventdash_env, eventdash_topics, fill_topic, percentile, rss_mb
+from .common import ROOT, cpu_seconds, eventdash_env, eventdash_topics, fill_topic, metric_sum, percentile, rss_mb
 
 
 @contextmanager
@@ -221,12 +221,8 @@ def memory(bootstrap: str, work_dir: Path, checkpoints: list[int]) -> list[tuple
 
 
 def connected_clients(base: str) -> float:
-    text = requests.get(f"{base}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("eventdash_dashboard_socketio_clients "))
+    return metric_sum(f"{base}/metrics", "eventdash_dashboard_socketio_clients ")
 
 
 def consumed(port: int) -> float:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("eventdash_consumer_events_total{"))
+    return metric_sum(f"http://127.0.0.1:{port}/metrics", "eventdash_consumer_events_total{")

@@ -21,7 +21,7 @@ from eventdash.kafka.admin import ensure_topics, make_admin
 from eventdash.kafka.clients import AGGREGATOR_FETCH_SETTINGS, make_producer, produce_with_backpressure
 from eventdash.producer.runner import run_producer
 
-from .common import ROOT, eventdash_env, eventdash_topics, new_topic
+from .common import ROOT, eventdash_env, eventdash_topics, metric_sum, new_topic
 
 logger = logging.getLogger(__name__)
 QUIX_VERSION = "3.28.1"
@@ -180,10 +180,9 @@ def consumer_processes(bootstrap: str, topic: str, count: int, processes_n: int,
 def _metric(port: int, prefix: str) -> float:
     """The sum of a consumer's metric lines starting with ``prefix`` (0 while it is not listening yet)."""
     try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        return metric_sum(f"http://127.0.0.1:{port}/metrics", prefix, timeout=2)
     except requests.RequestException:
         return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 def ensure_quix_venv() -> Path:

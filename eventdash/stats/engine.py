@@ -95,17 +95,13 @@ class PythonEngine:
     """The reference: every record through ``parse_event`` and ``PartitionStats.apply``."""
 
     name = "python"
-    fast = False  # aggregate_run does nothing: the caller need not call it
+    fast = False  # no aggregate_run: every message takes the reference path
 
     def new_state(self, partition: int, *, horizon_seconds: int) -> PartitionState:
         return PartitionStats(partition, horizon_seconds=horizon_seconds)
 
     def restore(self, snapshot: Snapshot, *, horizon_seconds: int) -> PartitionState:
         return PartitionStats.from_snapshot(snapshot, horizon_seconds=horizon_seconds)
-
-    def aggregate_run(self, messages: list, start: int, states: dict[int, PartitionState], *,
-                      now_ms: int, future_tolerance_ms: int, max_bytes: int) -> RunResult:
-        return RunResult(start, {}, [])  # nothing fast: every message takes the reference path
 
 
 class NativeEngine(PythonEngine):
