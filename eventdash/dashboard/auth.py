@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..config import ConfigError, Settings
-from .native import detect_async_mode
+from .native import run_off_loop
 from .passwords import DUMMY, PasswordFileError, StoredHash, load_users
 
 logger = logging.getLogger(__name__)
@@ -40,20 +40,6 @@ BUSY = object()  # "could not check now": answered 503 with Retry-After, not 401
 MAX_HEADER_CHARS = 2048
 REALM = "eventdash"
 _BODY = b'{"error":"unauthorized","status":401}'
-
-
-def run_off_loop() -> Callable:
-    """``call(fn, *args)`` on a native thread of the worker's async library (or directly without one)."""
-    mode = detect_async_mode()
-    if mode == "eventlet":
-        from eventlet import tpool
-
-        return tpool.execute
-    if mode == "gevent":
-        import gevent
-
-        return lambda fn, *args: gevent.get_hub().threadpool.apply(fn, args)
-    return lambda fn, *args: fn(*args)
 
 
 class BasicAuthenticator:

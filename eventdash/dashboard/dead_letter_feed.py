@@ -1,10 +1,11 @@
 """The dead-letter triage panel's data: invalid records per reason per minute, and the newest ones.
 
-Like the statistics feed, each dashboard process reads ``events.dlq`` itself with a throw-away
-group and only non-blocking calls. On assignment it starts at the first record of the last
-``HISTORY_MINUTES`` (by record time, ``offsets_for_times``), so the per-minute counts are exact
-for that hour from the start. What it keeps is bounded: counts for at most ``HISTORY_MINUTES``
-minutes x the reasons seen (at most ``MAX_REASONS``), and the newest ``RECENT`` dead letters.
+Like the statistics feed, each dashboard process reads ``events.dlq`` itself, with only
+non-blocking calls on its event loop. It starts at the first record of the last
+``HISTORY_MINUTES`` (by record time: ``offsets_for_times``, looked up on a native thread), so the
+per-minute counts are exact for that hour from the start. What it keeps is bounded: counts for at
+most ``HISTORY_MINUTES`` minutes x the reasons seen (at most ``MAX_REASONS``), and the newest
+``RECENT`` dead letters.
 
 A preview is redacted and short: the values of ``event_id``, ``session_id`` and ``user_id`` are
 replaced by an 8-character hash, control characters by U+FFFD, and it is cut at
@@ -20,11 +21,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from ..config import Settings
 from ..kafka.clients import make_consumer
 from .feed import follow
+from .native import run_off_loop
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +78,14 @@ class DeadLetterFeed:
 
     def run(self) -> None:
         s = self.settings
-        consumer = make_consumer(s, "dashboard-dlq", f"eventdash-dashboard-dlq-{uuid.uuid4().hex}",
-                                 **{"session.timeout.ms": 10_000})
-        consumer.subscribe([s.dlq_topic], on_assign=self._assign_last_hour)
+        lookup = run_off_loop()
+        since = self._clock_ms() - HISTORY_MINUTES * 60_000
+        positions = lookup(self._first_offsets_since, since)
+        while not positions:  # no dead-letter topic yet (the aggregator creates it)
+            self._sleep(5.0)
+            positions = lookup(self._first_offsets_since, since)
+        consumer = make_consumer(s, "dashboard-dlq", f"eventdash-dashboard-dlq-{uuid.uuid4().hex}")
+        consumer.assign(positions)
         self._running = True
         try:
             follow(consumer, lambda msg: self.accept(msg) if msg.error() is None else None, self._sleep,
@@ -86,18 +93,22 @@ class DeadLetterFeed:
         finally:
             consumer.close()
 
-    def _assign_last_hour(self, consumer, partitions: list[TopicPartition]) -> None:
-        since = self._clock_ms() - HISTORY_MINUTES * 60_000
-        try:  # an on_assign callback: it must not block long, and an error keeps the default (the end)
-            found = consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, since) for tp in partitions],
-                                               timeout=5)
-            for tp, at in zip(partitions, found, strict=True):
-                tp.offset = at.offset if at.offset >= 0 else OFFSET_END
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("dead-letter panel: could not look up the last hour (%s); following new ones only", exc)
-            for tp in partitions:
-                tp.offset = OFFSET_END
-        consumer.assign(partitions)
+    def _first_offsets_since(self, since_ms: int) -> list[TopicPartition]:
+        """Where each partition's records from ``since_ms`` on begin. Blocking broker lookups, so this runs
+        on a native thread (``run_off_loop``), with a client of its own that has no Python callbacks."""
+        s = self.settings
+        client = Consumer({"bootstrap.servers": s.bootstrap_servers, "enable.auto.commit": False,
+                           "group.id": f"eventdash-dashboard-dlq-lookup-{uuid.uuid4().hex}"})
+        try:
+            topic = client.list_topics(s.dlq_topic, timeout=10).topics.get(s.dlq_topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                return []
+            wanted = [TopicPartition(s.dlq_topic, p, since_ms) for p in sorted(topic.partitions)]
+            found = client.offsets_for_times(wanted, timeout=10)
+            return [TopicPartition(s.dlq_topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                    for tp in found]
+        finally:
+            client.close()
 
     def accept(self, msg) -> None:
         try:

@@ -53,3 +53,18 @@ def native_sleep() -> Callable[[float], None]:
 
         return eventlet.patcher.original("time").sleep
     return time.sleep
+
+
+def run_off_loop() -> Callable:
+    """``call(fn, *args)``: ``fn`` on a native thread of the async library's pool, the caller's green
+    thread waiting for its result (directly, without an async library)."""
+    library = detect_async_mode()
+    if library == "eventlet":
+        from eventlet import tpool
+
+        return tpool.execute
+    if library == "gevent":
+        import gevent
+
+        return lambda fn, *args: gevent.get_hub().threadpool.apply(fn, args)
+    return lambda fn, *args: fn(*args)
