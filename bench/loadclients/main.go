@@ -59,7 +59,7 @@ func number(msg []byte, key string) int64 {
 func client(url string, delta bool, t *tally, stop <-chan struct{}, connected *atomic.Int64, errors *atomic.Int64,
 	wg *sync.WaitGroup) {
 	defer wg.Done()
-	dialer := websocket.Dialer{HandshakeTimeout: 120 * time.Second}
+	dialer := websocket.Dialer{HandshakeTimeout: 120 * time.Second, EnableCompression: true} // like browsers: permessage-deflate
 	conn, _, err := dialer.Dial(url, nil)
 	if err != nil {
 		errors.Add(1)

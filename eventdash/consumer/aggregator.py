@@ -42,6 +42,8 @@ from .liveness import GroupWatch
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
+MAX_WAIT_SECONDS = 0.1  # the longest one consume() call waits for input
+MIN_WAIT_SECONDS = 0.001  # when a commit is due now: no busy loop
 MAX_CONSECUTIVE_ABORTS = 10
 SESSION_TIMEOUT_MS = 6_000  # the broker's minimum: a crashed member's partitions move this soon
 
@@ -110,9 +112,10 @@ class Aggregator:
 
     def _loop(self) -> None:
         checkpoint = self.checkpoint
-        timeout = min(0.1, checkpoint.interval_seconds)
         aborts = 0
         while not self.stop.is_set():
+            # Wake when the next commit is due: consume() waits for a whole batch or the timeout.
+            timeout = min(MAX_WAIT_SECONDS, max(MIN_WAIT_SECONDS, checkpoint.seconds_until_due()))
             messages = self.consumer.consume(num_messages=BATCH, timeout=timeout)
             try:
                 if messages:

@@ -169,11 +169,24 @@ class Checkpoint:
             return elapsed >= self.interval_seconds
         return bool(self.states) and elapsed >= self.heartbeat_seconds
 
+    def seconds_until_due(self) -> float:
+        """How long the consumer may wait for input before :meth:`due` can turn true (the interval
+        if nothing changed yet: a change arriving meanwhile is due as soon as it is processed)."""
+        elapsed = self._clock() - self.last_commit
+        if self.dirty:
+            return max(0.0, self.interval_seconds - elapsed)
+        if self.states:
+            return max(0.0, min(self.interval_seconds, self.heartbeat_seconds - elapsed))
+        return self.interval_seconds
+
     def commit(self, deadline_seconds: float = TRANSACTION_DEADLINE_SECONDS) -> None:
-        """Publish the changed (or, as a heartbeat, all) snapshots with the input offsets, atomically."""
+        """Publish the changed (or, as a heartbeat, all) snapshots with the input offsets, atomically.
+
+        The interval runs from one commit's start to the next one's, so a slow commit does not
+        stretch the cadence (an event waits at most the interval, or one commit, for the next)."""
+        started = self._clock()
         if self.dirty:  # the changed partitions, and any other whose last snapshot is a heartbeat old
-            now = self._clock()
-            quiet = {p for p, at in self.published_at.items() if now - at >= self.heartbeat_seconds}
+            quiet = {p for p, at in self.published_at.items() if started - at >= self.heartbeat_seconds}
             partitions = sorted(self.dirty | quiet)
         else:
             partitions = sorted(self.states)
@@ -208,7 +221,7 @@ class Checkpoint:
             raise TransactionAborted(str(error)) from None
         self.in_transaction = False
         self.dirty.clear()
-        self.last_commit = self._clock()
+        self.last_commit = started
         self.published_at.update(dict.fromkeys(partitions, self.last_commit))
         self.committed += 1
         self.metrics.snapshots.inc(len(partitions))

@@ -22,6 +22,7 @@ from ..observability.metrics import DashboardMetrics
 from ..stats.export import EXPORT_SERIES_SECONDS, UnknownWindow, series_csv, top_csv, window_document
 from .auth import protect
 from .live import FULL_ROOM, LiveStats
+from .fanout import install as install_broadcaster
 from .native import detect_async_mode
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     metrics = DashboardMetrics()
-    live = LiveStats(settings, socketio, metrics)
+    live = LiveStats(settings, socketio, metrics, install_broadcaster(socketio, async_mode))
     app.extensions["eventdash"] = live
 
     @app.after_request

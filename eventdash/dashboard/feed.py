@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 TAIL_RECORDS = 16
 BATCH = 500
 SLICE_SECONDS = 0.02  # the most the feed holds the event loop before yielding
+IDLE_SECONDS = 0.01  # how often a caught-up feed asks librdkafka for more (a non-blocking call)
 _OFFSET_TAIL_BASE = -2000  # librdkafka's RD_KAFKA_OFFSET_TAIL_BASE
 
 
@@ -89,7 +90,7 @@ class StatisticsFeed:
         self._running = True
         logger.info("following %s", s.statistics_topic)
         try:
-            follow(consumer, self._accept, self._sleep, lambda: self._running, idle_seconds=0.05)
+            follow(consumer, self._accept, self._sleep, lambda: self._running, idle_seconds=IDLE_SECONDS)
         finally:
             consumer.close()
 

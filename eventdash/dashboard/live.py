@@ -11,7 +11,9 @@ from ..config import Settings
 from ..observability.metrics import DashboardMetrics
 from ..stats.view import build_view
 from .dead_letter_feed import DeadLetterFeed
+from .collector import CollectorPolicy
 from .delta import make_delta
+from .fanout import Broadcaster
 from .feed import StatisticsFeed
 from .lag import INTERVAL_SECONDS as LAG_INTERVAL_SECONDS
 from .lag import GroupLagMonitor
@@ -23,15 +25,18 @@ FULL_SERIES_SECONDS = 900
 BROADCAST_SERIES_SECONDS = 60  # pages keep their own history; broadcasts carry the recent tail
 BROADCAST_HEARTBEAT_SECONDS = 2.0  # broadcast this often even without new statistics (ages, health, decay)
 IDLE_AFTER_SECONDS = 10.0  # no input aggregated this long, and none waiting: the shop is idle
-TICK_SECONDS = 0.05  # how often the broadcaster looks for a change
+TICK_SECONDS = 0.01  # how often the broadcaster looks for a change
+BROADCAST_LOOP_SHARE = 0.6  # the most of the event loop's time broadcasts may take (it stretches the period)
 FULL_ROOM = "full"  # clients that get every broadcast as a whole document (`stats`)
 DELTA_ROOM = "delta"  # clients that get `stats_delta` (see delta.py)
 
 
 class LiveStats:
-    def __init__(self, settings: Settings, socketio: SocketIO, metrics: DashboardMetrics):
+    def __init__(self, settings: Settings, socketio: SocketIO, metrics: DashboardMetrics,
+                 broadcaster: Broadcaster | None = None):
         self.settings = settings
         self.socketio = socketio
+        self.broadcaster = broadcaster or Broadcaster(socketio, None, spawn=lambda *args: None)
         self.metrics = metrics
         self.lag_monitor = GroupLagMonitor(settings)
         self.feed = StatisticsFeed(settings, socketio.sleep, on_snapshot=metrics.snapshots.inc,
@@ -44,6 +49,7 @@ class LiveStats:
         # Delta clients waiting for their base document: at most the connected clients (EVENTDASH_MAX_CLIENTS).
         self.awaiting_base: set[str] = set()
         self.broadcast_seq = 0
+        self.collector = CollectorPolicy()
 
     def start(self) -> None:
         self.lag_monitor.start()
@@ -130,13 +136,18 @@ class LiveStats:
         return True, "ok"
 
     def _broadcast_loop(self) -> None:
-        """Leading-edge throttle: a change goes out as soon as ``period`` has passed since the last
-        broadcast (checked every 50 ms), so a lone change waits at most 50 ms, never a full period."""
-        period = 1.0 / self.settings.broadcast_per_second
+        """Leading-edge throttle: a change goes out as soon as the period has passed since the last
+        broadcast (checked every TICK_SECONDS), so a lone change waits at most a tick, never a period.
+
+        The period is ``1 / EVENTDASH_BROADCAST_PER_SECOND``, stretched so that broadcasting takes at
+        most BROADCAST_LOOP_SHARE of the event loop: with many clients a broadcast takes longer,
+        and updates then come less often instead of queueing behind each other."""
+        min_period = 1.0 / self.settings.broadcast_per_second
+        period = min_period
         sent_version, sent_at = -1, 0.0
         previous: dict | None = None
         while True:
-            self.socketio.sleep(min(TICK_SECONDS, period))
+            self.socketio.sleep(TICK_SECONDS)
             now = time.monotonic()
             if now - sent_at < period:
                 continue
@@ -148,8 +159,12 @@ class LiveStats:
                 logger.exception("broadcast failed")
                 previous = None  # delta clients start again from the next whole document
                 continue
+            took = time.monotonic() - now
+            period = max(min_period, took / BROADCAST_LOOP_SHARE)
             self.metrics.broadcasts.inc()
+            self.metrics.broadcast_seconds.observe(took)
             sent_version, sent_at = self.feed.version, now
+            self.collector.between_broadcasts()
 
     def broadcast(self, previous: dict | None) -> dict:
         """One broadcast: the whole document to the full room and to delta clients awaiting a base,
@@ -159,16 +174,15 @@ class LiveStats:
         document = {**self.view(series_seconds=BROADCAST_SERIES_SECONDS), "seq": seq}
         manager = self.socketio.server.manager
         if self._has_members(FULL_ROOM):  # encoding a document for nobody costs as much as for everybody
-            self.socketio.emit("stats", document, to=FULL_ROOM)
+            self._emit("stats", document, to=FULL_ROOM)
         if previous is not None:
-            self.socketio.emit("stats_delta", make_delta(previous, document, seq=seq, base=previous["seq"]),
-                               to=DELTA_ROOM)
+            self._emit("stats_delta", make_delta(previous, document, seq=seq, base=previous["seq"]), to=DELTA_ROOM)
         else:  # nothing to diff from: every delta client starts again from this document
             self.awaiting_base.update(sid for sid, _ in manager.get_participants("/", DELTA_ROOM))
         waiting, self.awaiting_base = self.awaiting_base, set()
         if waiting:
             try:
-                self.socketio.emit("stats", document, to=list(waiting))  # one encoding for all of them
+                self._emit("stats", document, to=list(waiting))  # one encoding for all of them
             except Exception:
                 self.awaiting_base |= waiting  # they wait for the next broadcast instead
                 raise
@@ -178,6 +192,13 @@ class LiveStats:
                 except (KeyError, ValueError):
                     pass  # disconnected meanwhile
         return document
+
+    def _emit(self, event: str, data: dict, to: str | list[str]) -> None:
+        writes = self.broadcaster.emit(event, data, to=to)
+        if writes.direct:
+            self.metrics.client_writes.labels(path="direct").inc(writes.direct)
+        if writes.queued:
+            self.metrics.client_writes.labels(path="queued").inc(writes.queued)
 
     def _has_members(self, room: str) -> bool:
         return next(self.socketio.server.manager.get_participants("/", room), None) is not None

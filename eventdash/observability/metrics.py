@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import ConfigError
@@ -65,6 +65,13 @@ class DashboardMetrics:
                              registry=self.registry)
         self.broadcasts = Counter("eventdash_dashboard_broadcasts_total", "stats broadcasts sent",
                                   registry=self.registry)
+        self.broadcast_seconds = Histogram("eventdash_dashboard_broadcast_seconds",
+                                           "Time one broadcast holds the event loop (encoding and writing to every client)",
+                                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+                                           registry=self.registry)
+        self.client_writes = Counter("eventdash_dashboard_client_writes_total",
+                                     "Messages to clients, by path: direct (one frame written at once) or queued "
+                                     "(python-socketio's per-client queue)", ["path"], registry=self.registry)
         self.snapshots = Counter("eventdash_dashboard_snapshots_read_total", "snapshots read from Kafka",
                                  registry=self.registry)
         self.snapshots_skipped = Counter("eventdash_dashboard_snapshots_skipped_total",

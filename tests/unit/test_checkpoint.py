@@ -183,6 +183,38 @@ def test_heartbeat_commits_every_assigned_partition_when_nothing_changed(make_ch
     assert not cp.due()  # the heartbeat restarts the clock
 
 
+def test_the_interval_runs_from_commit_start_to_commit_start(make_checkpoint, producer, clock):
+    """A slow commit does not stretch the cadence: the next one is due an interval after this one began."""
+    cp = make_checkpoint()
+    cp.add(state_with_events(0), next_offset=0)
+    cp.processed(0, 0)
+    producer.commit_transaction.side_effect = lambda *args: clock.advance(0.2)  # a commit of 200 ms
+    began = clock()
+    cp.commit()
+    assert cp.last_commit == began
+    cp.processed(0, 1)
+    clock.advance(0.04)  # 240 ms after the last commit began, 40 ms after it ended
+    assert not cp.due()
+    clock.advance(0.01)
+    assert cp.due()
+
+
+def test_seconds_until_due_is_what_the_consumer_may_wait_for_input(make_checkpoint, clock):
+    cp = make_checkpoint()
+    assert cp.seconds_until_due() == 0.25  # no partitions: the interval
+    cp.add(state_with_events(0), next_offset=0)
+    cp.commit()
+    clock.advance(0.1)
+    assert cp.seconds_until_due() == pytest.approx(0.25)  # clean: up to an interval (heartbeat 2 s away)
+    cp.processed(0, 0)
+    assert cp.seconds_until_due() == pytest.approx(0.15)
+    clock.advance(0.2)
+    assert cp.seconds_until_due() == 0.0  # overdue: never negative
+    cp.commit()
+    clock.advance(1.9)
+    assert cp.seconds_until_due() == pytest.approx(0.1)  # clean, the heartbeat is 0.1 s away
+
+
 def test_due_after_the_interval_when_dirty(make_checkpoint, clock):
     cp = make_checkpoint()
     assert not cp.due()

@@ -269,6 +269,7 @@ def test_F10_an_abort_that_repeats_forever_never_ends_the_process():
     agg.group_watch = MagicMock()
     agg.checkpoint = MagicMock(interval_seconds=0.25, states={0: object()})
     agg.checkpoint.due.return_value = True
+    agg.checkpoint.seconds_until_due.return_value = 0.0
     turns = {"n": 0}
 
     def commit():
