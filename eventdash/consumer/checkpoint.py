@@ -117,7 +117,8 @@ class Checkpoint:
         self.dirty: set[int] = set()
         self.published_at: dict[int, float] = {}  # partition -> clock() of its last committed snapshot
         self.in_transaction = False
-        self.last_commit = clock()
+        self.last_commit = clock()  # when the last commit began
+        self.last_commit_end = self.last_commit
         self.committed = 0
         self.aborted = 0
 
@@ -164,17 +165,18 @@ class Checkpoint:
     def due(self) -> bool:
         """Time to commit: changes older than the interval, or a heartbeat (an idle consumer still
         commits every ``heartbeat_seconds``, so a snapshot's age tells stuck from idle)."""
-        elapsed = self._clock() - self.last_commit
         if self.dirty:
-            return elapsed >= self.interval_seconds
-        return bool(self.states) and elapsed >= self.heartbeat_seconds
+            return self.seconds_until_due() == 0.0
+        return bool(self.states) and self._clock() - self.last_commit >= self.heartbeat_seconds
 
     def seconds_until_due(self) -> float:
         """How long the consumer may wait for input before :meth:`due` can turn true (the interval
         if nothing changed yet: a change arriving meanwhile is due as soon as it is processed)."""
-        elapsed = self._clock() - self.last_commit
-        if self.dirty:
-            return max(0.0, self.interval_seconds - elapsed)
+        now = self._clock()
+        elapsed = now - self.last_commit
+        if self.dirty:  # an interval after the last commit began, and half of one after it ended
+            return max(0.0, self.interval_seconds - elapsed,
+                       self.interval_seconds / 2 - (now - self.last_commit_end))
         if self.states:
             return max(0.0, min(self.interval_seconds, self.heartbeat_seconds - elapsed))
         return self.interval_seconds
@@ -183,7 +185,8 @@ class Checkpoint:
         """Publish the changed (or, as a heartbeat, all) snapshots with the input offsets, atomically.
 
         The interval runs from one commit's start to the next one's, so a slow commit does not
-        stretch the cadence (an event waits at most the interval, or one commit, for the next)."""
+        stretch the cadence, but at least half an interval of consuming separates two commits (a
+        slow broker must not turn every batch into a transaction)."""
         started = self._clock()
         if self.dirty:  # the changed partitions, and any other whose last snapshot is a heartbeat old
             quiet = {p for p, at in self.published_at.items() if started - at >= self.heartbeat_seconds}
@@ -221,7 +224,7 @@ class Checkpoint:
             raise TransactionAborted(str(error)) from None
         self.in_transaction = False
         self.dirty.clear()
-        self.last_commit = started
+        self.last_commit, self.last_commit_end = started, self._clock()
         self.published_at.update(dict.fromkeys(partitions, self.last_commit))
         self.committed += 1
         self.metrics.snapshots.inc(len(partitions))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 logger = logging.getLogger(__name__)
 
 FREEZE_SECONDS = 10.0
-FULL_SECONDS = 900.0
+FULL_SECONDS = 300.0
 
 
 class CollectorPolicy:
@@ -39,10 +39,11 @@ class CollectorPolicy:
         self.full_collections = 0
         self.freezes = 0
 
-    def between_broadcasts(self) -> None:
+    def between_broadcasts(self) -> float:
+        """Collect now if due; returns the seconds it took."""
         now = self._clock()
+        started = time.perf_counter()
         if now - self.last_full >= self.full_seconds:
-            started = time.perf_counter()
             self._gc.unfreeze()
             self._gc.collect()
             self._gc.freeze()
@@ -54,3 +55,4 @@ class CollectorPolicy:
             self._gc.freeze()
             self.last_freeze = now
             self.freezes += 1
+        return time.perf_counter() - started

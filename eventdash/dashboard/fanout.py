@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from socket import SHUT_RDWR
 import zlib
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -86,8 +87,8 @@ class Broadcaster:
     """Sends Socket.IO events to a room or a list of clients; see the module doc.
 
     ``connections`` maps an engine.io session id to its WebSocket while the connection lasts (kept
-    by :class:`FramingWebSocketWSGI`); ``None`` means the plain path only (gevent, or a shape check
-    failed).
+    by :class:`FramingWebSocketWSGI`; a session id with ``None`` takes the queue); ``None`` instead
+    of a map means the plain path only (gevent, or a shape check failed).
     """
 
     def __init__(self, socketio, connections: dict | None, spawn: Callable[..., object]):
@@ -158,8 +159,11 @@ class Broadcaster:
     def _finish(ws, lock, rest: memoryview) -> None:
         try:
             ws.socket.sendall(rest)
-        except OSError:
-            pass  # the reader or writer sees the broken connection and closes it
+        except OSError:  # broken or timed out mid-frame: nothing more may follow on this connection
+            try:
+                ws.socket.shutdown(SHUT_RDWR)
+            except OSError:
+                pass
         finally:
             lock.release()
 
@@ -202,13 +206,14 @@ def framing_wsgi(base: type, connections: dict) -> type:
                           and isinstance(getattr(ws, "_sendlock", None), Semaphore)
                           and isinstance(getattr(ws, "extensions", None), dict)
                           and getattr(getattr(ws.socket, "fd", None), "gettimeout", lambda: None)() == 0.0)
-                if usable:
-                    connections[sid] = ws
+                if usable and connections.setdefault(sid, ws) is not ws:
+                    connections[sid] = None  # two WebSockets for one session: which one engine.io uses is unclear
                 try:
                     return handler(ws)
                 finally:
-                    if usable and connections.get(sid) is ws:
-                        del connections[sid]
+                    if usable and connections.get(sid, ws) in (ws, None):
+                        connections.pop(sid, None)
+                    ws.iterator = None  # its frame generator refers back to ws: without it, no cycle to collect
 
             super().__init__(handle, server)
 

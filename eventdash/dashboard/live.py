@@ -141,30 +141,39 @@ class LiveStats:
 
         The period is ``1 / EVENTDASH_BROADCAST_PER_SECOND``, stretched so that broadcasting takes at
         most BROADCAST_LOOP_SHARE of the event loop: with many clients a broadcast takes longer,
-        and updates then come less often instead of queueing behind each other."""
+        and updates then come less often instead of queueing behind each other. A broadcast's cost
+        runs until the loop comes back to the broadcaster, so it includes the writes it left to
+        each client's writer (the gevent worker, long-polling or busy clients)."""
         min_period = 1.0 / self.settings.broadcast_per_second
         period = min_period
         sent_version, sent_at = -1, 0.0
         previous: dict | None = None
+        measuring_since: float | None = None  # a broadcast's start, until the loop is back to the broadcaster
         while True:
             self.socketio.sleep(TICK_SECONDS)
             now = time.monotonic()
+            if measuring_since is not None:
+                # The broadcast itself, and the writes it queued that ran before this tick came round.
+                cost = now - measuring_since - TICK_SECONDS
+                period = max(min_period, cost / BROADCAST_LOOP_SHARE)
+                self.metrics.broadcast_seconds.observe(cost)
+                measuring_since = None
             if now - sent_at < period:
                 continue
             if self.feed.version == sent_version and now - sent_at < BROADCAST_HEARTBEAT_SECONDS:
                 continue
+            sent_at = now  # a failed broadcast, too, waits a period before the next attempt
+            collecting = 0.0
             try:
                 previous = self.broadcast(previous)
             except Exception:  # a bad snapshot must not end the broadcasts
                 logger.exception("broadcast failed")
                 previous = None  # delta clients start again from the next whole document
                 continue
-            took = time.monotonic() - now
-            period = max(min_period, took / BROADCAST_LOOP_SHARE)
+            finally:
+                collecting = self.collector.between_broadcasts()
             self.metrics.broadcasts.inc()
-            self.metrics.broadcast_seconds.observe(took)
-            sent_version, sent_at = self.feed.version, now
-            self.collector.between_broadcasts()
+            sent_version, measuring_since = self.feed.version, now + collecting
 
     def broadcast(self, previous: dict | None) -> dict:
         """One broadcast: the whole document to the full room and to delta clients awaiting a base,

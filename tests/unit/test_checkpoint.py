@@ -188,14 +188,29 @@ def test_the_interval_runs_from_commit_start_to_commit_start(make_checkpoint, pr
     cp = make_checkpoint()
     cp.add(state_with_events(0), next_offset=0)
     cp.processed(0, 0)
-    producer.commit_transaction.side_effect = lambda *args: clock.advance(0.2)  # a commit of 200 ms
+    producer.commit_transaction.side_effect = lambda *args: clock.advance(0.1)  # a commit of 100 ms
     began = clock()
     cp.commit()
     assert cp.last_commit == began
     cp.processed(0, 1)
-    clock.advance(0.04)  # 240 ms after the last commit began, 40 ms after it ended
+    clock.advance(0.14)  # 240 ms after the last commit began, 140 ms after it ended
     assert not cp.due()
     clock.advance(0.01)
+    assert cp.due()
+
+
+def test_a_commit_slower_than_the_interval_still_leaves_half_an_interval_for_input(make_checkpoint, producer,
+                                                                                   clock):
+    cp = make_checkpoint()
+    cp.add(state_with_events(0), next_offset=0)
+    cp.processed(0, 0)
+    producer.commit_transaction.side_effect = lambda *args: clock.advance(0.5)  # a broker that takes 500 ms
+    cp.commit()
+    cp.processed(0, 1)
+    assert cp.seconds_until_due() == pytest.approx(0.125)
+    clock.advance(0.12)
+    assert not cp.due()
+    clock.advance(0.005)
     assert cp.due()
 
 
