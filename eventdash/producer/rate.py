@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+MIN_WAIT_SECONDS = 0.001  # librdkafka's poll() resolution
+
 
 class RateLimiter:
     def __init__(self, rate_per_second: float, *, clock: Callable[[], float], burst: float | None = None):
         self.rate = rate_per_second
         self._clock = clock
-        self._capacity = burst if burst is not None else max(1.0, rate_per_second / 10)
+        # At least two minimum waits' worth, or waiting MIN_WAIT_SECONDS would lose tokens (and rate).
+        self._capacity = max(burst if burst is not None else rate_per_second / 10, 1.0,
+                             2 * rate_per_second * MIN_WAIT_SECONDS)
         self._tokens = self._capacity
         self._last = clock()
 
@@ -29,13 +33,16 @@ def wait_for_slot(limiter: RateLimiter, serve: Callable[[float], object], *, clo
 
     ``serve`` is the producer's ``poll``, which returns as soon as it has served one delivery
     report: keep serving until the deadline, or the rate would follow delivery latency instead.
+    ``poll`` counts whole milliseconds (a shorter timeout does not wait at all), so a wait is at
+    least MIN_WAIT_SECONDS: at high rates events then leave in small bursts instead of the loop
+    spinning between them; the bucket keeps the rate exact.
     """
     wait = limiter.delay()
     if wait <= 0:
         return
-    deadline = clock() + wait
+    deadline = clock() + max(wait, MIN_WAIT_SECONDS)
     while not stopped():
         remaining = deadline - clock()
         if remaining <= 0:
             return
-        serve(remaining)
+        serve(max(remaining, MIN_WAIT_SECONDS))

@@ -76,6 +76,26 @@ def test_pacing_holds_the_rate_when_poll_returns_early():
     assert round(now[0], 6) == 2.0  # 100 intervals of 20 ms after the first event
 
 
+def test_pacing_at_high_rates_waits_in_whole_milliseconds_and_keeps_the_rate():
+    """poll() rounds its timeout down to whole ms: 50 µs waits would spin. Waits are >= 1 ms instead."""
+    from eventdash.producer.rate import wait_for_slot
+
+    now = [0.0]
+    timeouts = []
+
+    def poll(timeout: float) -> int:  # waits as long as asked (no delivery report comes meanwhile)
+        timeouts.append(timeout)
+        now[0] += timeout
+        return 0
+
+    limiter = RateLimiter(20_000, clock=lambda: now[0], burst=1)
+    for _ in range(20_001):
+        wait_for_slot(limiter, poll, clock=lambda: now[0], stopped=lambda: False)
+    assert min(timeouts) >= 0.001
+    assert len(timeouts) <= 1_001  # one wait per millisecond, not one per event
+    assert 0.99 <= now[0] <= 1.002  # 20,000 events in one second (the first 40 are the bucket's)
+
+
 def test_pacing_stops_waiting_when_asked():
     from eventdash.producer.rate import wait_for_slot
 
