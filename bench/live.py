@@ -188,7 +188,7 @@ def fanout(bootstrap: str, work_dir: Path, clients: int, seconds: float, mode: s
     delays = result["delays"]
     return {"clients": clients, "connected": result["connected"], "messages": len(delays),
             "p50": percentile(delays, 50), "p99": percentile(delays, 99), "cpu_percent": 100 * cpu,
-            "rss_mb": rss_peak, "resyncs": result["resyncs"],
+            "rss_mb": rss_peak, "resyncs": result["resyncs"], "seconds": result["seconds"],
             "bytes_per_client_second": result["bytes"] / max(1, result["connected"]) / result["seconds"]}
 
 

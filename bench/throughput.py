@@ -106,7 +106,7 @@ def eventdash_consume(bootstrap: str, topic: str, count: int, engine: str = "nat
     ``engine``: the Rust hot path (native) or the Python reference (python).
 
     Timed like the raw loop and Quix Streams: from the first message to the last one processed.
-    The transaction that commits the last events follows within the 250 ms snapshot interval; it is
+    The transaction that commits the last events follows within one snapshot interval; it is
     waited for (the run fails without it) but not timed, as no other consumer here commits in its
     timed region.
     """
@@ -196,7 +196,7 @@ def ensure_quix_venv() -> Path:
 
 
 QUIX_VARIANTS = ("group_by", "per_partition")
-QUIX_COMMIT_INTERVAL_SECONDS = 0.25  # eventdash's snapshot interval
+QUIX_COMMIT_INTERVAL_SECONDS = Settings.snapshot_interval_ms / 1000  # eventdash's snapshot interval
 
 
 def quix_consume(bootstrap: str, topic: str, count: int, variant: str, guarantee: str, work_dir: Path) -> float:

@@ -21,8 +21,8 @@ from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
 from ..stats.export import EXPORT_SERIES_SECONDS, UnknownWindow, series_csv, top_csv, window_document
 from .auth import protect
-from .live import FULL_ROOM, LiveStats
 from .fanout import install as install_broadcaster
+from .live import FULL_ROOM, LiveStats
 from .native import detect_async_mode
 
 logger = logging.getLogger(__name__)

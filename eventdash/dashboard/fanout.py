@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from socket import SHUT_RDWR
 import zlib
 from collections.abc import Callable, Iterable
+from socket import SHUT_RDWR
 from typing import NamedTuple
 
 logger = logging.getLogger(__name__)

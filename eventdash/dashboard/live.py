@@ -10,8 +10,8 @@ from flask_socketio import SocketIO
 from ..config import Settings
 from ..observability.metrics import DashboardMetrics
 from ..stats.view import build_view
-from .dead_letter_feed import DeadLetterFeed
 from .collector import CollectorPolicy
+from .dead_letter_feed import DeadLetterFeed
 from .delta import make_delta
 from .fanout import Broadcaster
 from .feed import StatisticsFeed

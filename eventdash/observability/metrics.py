@@ -66,7 +66,8 @@ class DashboardMetrics:
         self.broadcasts = Counter("eventdash_dashboard_broadcasts_total", "stats broadcasts sent",
                                   registry=self.registry)
         self.broadcast_seconds = Histogram("eventdash_dashboard_broadcast_seconds",
-                                           "Time one broadcast holds the event loop (encoding and writing to every client)",
+                                           "Time one broadcast holds the event loop (encoding, writing to every "
+                                           "client, and the writes it queued)",
                                            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
                                            registry=self.registry)
         self.client_writes = Counter("eventdash_dashboard_client_writes_total",

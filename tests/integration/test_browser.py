@@ -7,6 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import requests
 from confluent_kafka import Producer
 
 from devstack.readiness import wait_until
@@ -105,6 +106,10 @@ def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_
     expected["productview"] = expected.get("productview", 0) + 400
     wait_for_stats(base, totals_equal(expected), what="totals incl. the XSS events", alive=consumer.died)
 
+    handshakes: list[dict] = []  # the WebSocket upgrade responses Chromium saw
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.on("Network.webSocketHandshakeResponseReceived", lambda event: handshakes.append(event["response"]["headers"]))
     page.goto(base + "/")
     page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
     for type_name in EVENT_TYPES:
@@ -128,6 +133,17 @@ def test_page_shows_exact_totals_reconnects_and_escapes_html(page, kafka, stack_
     assert XSS in row.locator("td.preview").inner_text() and "s-private" not in row.inner_text()
     assert page.locator("#dlq-recent img").count() == 0 and page.dialogs == []
     assert page.locator("#dlq-minutes li").first.inner_text().endswith("not json 1")
+
+    # Chromium negotiated compression without server context takeover, and its updates were the shared
+    # frames written straight to its WebSocket (eventdash/dashboard/fanout.py): the exact figures above
+    # came through them.
+    extensions = [{k.lower(): v for k, v in headers.items()}.get("sec-websocket-extensions", "")
+                  for headers in handshakes]
+    assert any("permessage-deflate" in e and "server_no_context_takeover" in e for e in extensions), handshakes
+    metrics = requests.get(f"{base}/metrics", timeout=5).text
+    direct = [line for line in metrics.splitlines()
+              if line.startswith('eventdash_dashboard_client_writes_total{path="direct"}')]
+    assert direct and float(direct[0].rsplit(" ", 1)[1]) > 0, direct
 
     shot = tmp_path / "dashboard.png"  # tests never write into tracked files (`make screenshot` renews docs/)
     page.locator("#kpi-invalid").scroll_into_view_if_needed()
