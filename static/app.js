@@ -213,6 +213,7 @@
     params.set("window", windowKey);
     if (theme === "auto") params.delete("theme"); else params.set("theme", theme);
     if (paused) params.set("paused", "1"); else params.delete("paused");
+    if (tailOpen) params.set("tail", tailType || "all"); else params.delete("tail");
     window.history.replaceState(null, "", location.pathname + "?" + params.toString());
   }
   function setTheme(next) {
@@ -268,6 +269,52 @@
     if (paused) return;
     fetch("/api/deadletters", { cache: "no-store" }).then((r) => (r.ok ? r.json() : null))
       .then((d) => { if (d) renderDeadLetters(d); }).catch(() => {});
+  }
+
+  // ---- live event tail (pushed to the `tail` room only while the panel is open) ------------
+  const TAIL_ROWS = 50;
+  const TYPE_LABELS = { productview: "view", addtobasket: "added", removefrombasket: "removed", purchase: "purchase" };
+  let tailOpen = false;
+  let tailPaused = false;
+  let tailHeld = 0;
+  let tailType = "";
+  function tailRow(e) {
+    const tr = document.createElement("tr");
+    tr.dataset.type = e.type;
+    const price = e.price === null ? "" : moneyFmt.format(e.price);
+    tr.append(cell(e.ts === null ? "" : clockFmt.format(new Date(e.ts))), cell(TYPE_LABELS[e.type] || e.type),
+      cell(e.product_name || e.product_id || ""), cell(price, "num"),
+      cell(e.quantity === null ? "" : String(e.quantity), "num"), cell(e.session || "", "id"), cell(e.user || "", "id"));
+    return tr;
+  }
+  function onTail(payload) {
+    const events = (payload.events || []).filter((e) => !tailType || e.type === tailType);
+    if (!events.length) return;
+    if (tailPaused) { tailHeld += events.length; setText("tail-held", "+" + intFmt.format(tailHeld) + " events"); return; }
+    const body = $("tail-rows");
+    body.prepend(...events.map(tailRow));
+    while (body.rows.length > TAIL_ROWS) body.deleteRow(-1);
+  }
+  function setTailOpen(next) {
+    tailOpen = next;
+    $("tail-toggle").setAttribute("aria-pressed", String(tailOpen));
+    $("tail-toggle").textContent = tailOpen ? "Hide" : "Show";
+    $("tail-body").hidden = !tailOpen;
+    if (!tailOpen) $("tail-rows").replaceChildren();
+    if (socket.connected) socket.emit("tail", { open: tailOpen });
+    saveView();
+  }
+  function setTailPaused(next) {
+    tailPaused = next;
+    $("tail-pause").setAttribute("aria-pressed", String(tailPaused));
+    $("tail-pause").textContent = tailPaused ? "Resume" : "Pause";
+    if (!tailPaused) { tailHeld = 0; setText("tail-held", ""); }
+  }
+  function setTailType(next) {
+    tailType = TYPE_LABELS[next] ? next : "";
+    $("tail-type").value = tailType;
+    $("tail-rows").replaceChildren();
+    saveView();
   }
 
   // ---- wiring ---------------------------------------------------------------------------
@@ -329,7 +376,12 @@
     seq = latest.seq = delta.seq;
     received();
   });
-  socket.on("connect", () => { seq = null; resyncAsked = false; });
+  socket.on("connect", () => { seq = null; resyncAsked = false; if (tailOpen) socket.emit("tail", { open: true }); });
+  socket.on("tail", onTail);
+  $("tail-toggle").addEventListener("click", () => setTailOpen(!tailOpen));
+  $("tail-pause").addEventListener("click", () => setTailPaused(!tailPaused));
+  $("tail-type").addEventListener("change", (e) => setTailType(e.target.value));
+  if (initial.get("tail")) { setTailType(initial.get("tail")); setTailOpen(true); }
   setInterval(() => { refreshConnection(); if (chart && !paused) chart.setData(chartData()); }, 1000);
   pollDeadLetters();
   setInterval(pollDeadLetters, 5000);

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 from flask import Flask, Response, abort, render_template, request, send_from_directory
-from flask_socketio import SocketIO, emit, join_room
+from flask_socketio import SocketIO, emit, join_room, leave_room
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
@@ -21,6 +21,7 @@ from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
 from ..stats.export import EXPORT_SERIES_SECONDS, UnknownWindow, series_csv, top_csv, window_document
 from .auth import protect
+from .event_tail import TAIL_ROOM
 from .fanout import install as install_broadcaster
 from .live import FULL_ROOM, LiveStats
 from .native import detect_async_mode
@@ -168,6 +169,14 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     @socketio.on("resync")
     def on_resync(*_ignored) -> None:
         live.resync(request.sid)
+
+    @socketio.on("tail")
+    def on_tail(request_=None) -> None:
+        """``{"open": true}`` joins the live event tail's room, anything else leaves it."""
+        if isinstance(request_, dict) and request_.get("open") is True:
+            join_room(TAIL_ROOM)
+        else:
+            leave_room(TAIL_ROOM)
 
     @socketio.on("disconnect")
     def on_disconnect(reason=None) -> None:

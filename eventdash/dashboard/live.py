@@ -13,6 +13,7 @@ from ..stats.view import build_view
 from .collector import CollectorPolicy
 from .dead_letter_feed import DeadLetterFeed
 from .delta import make_delta
+from .event_tail import TAIL_ROOM, EventTail, tail_loop
 from .fanout import Broadcaster
 from .feed import StatisticsFeed
 from .lag import INTERVAL_SECONDS as LAG_INTERVAL_SECONDS
@@ -43,6 +44,7 @@ class LiveStats:
                                    on_skip=lambda reason: metrics.snapshots_skipped.labels(reason=reason).inc(),
                                    input_partitions=lambda: self.lag_monitor.partitions)
         self.dead_letters = DeadLetterFeed(settings, socketio.sleep)
+        self.tail = EventTail(settings, socketio.sleep, wanted=lambda: self._has_members(TAIL_ROOM))
         self.programs: list[dict] = []
         self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
         self._cache: tuple[tuple, dict] | None = None
@@ -56,6 +58,11 @@ class LiveStats:
         self.socketio.start_background_task(self._supervised(self.feed.run, "statistics feed"))
         self.socketio.start_background_task(self._supervised(self.dead_letters.run, "dead-letter feed"))
         self.socketio.start_background_task(self._broadcast_loop)
+        self.socketio.start_background_task(self._supervised(self.tail.run, "event tail"))
+        self.socketio.start_background_task(self._supervised(
+            lambda: tail_loop(self.tail, lambda: self._has_members(TAIL_ROOM),
+                              lambda events: self._emit("tail", {"events": events}, to=TAIL_ROOM), self.socketio.sleep),
+            "event tail broadcaster"))
         if self.settings.supervisor_socket:
             self.socketio.start_background_task(self._programs_loop)
 

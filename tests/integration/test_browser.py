@@ -313,3 +313,75 @@ def test_pause_counts_held_updates_resume_shows_now_and_the_url_keeps_the_view(p
     csv_text = page.request.get(base + page.locator("#download-series").get_attribute("href")).text()
     assert len(csv_text.splitlines()) == 1 + 900
     assert page.dialogs == []
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize(("scheme", "width"), [("light", 1280), ("dark", 1280), ("light", 390), ("dark", 390)])
+def test_axe_finds_no_serious_or_critical_violations(browser, stack_env, start_program, start_dashboard, scheme,
+                                                     width):
+    """axe-core (npm, package-lock.json) on the live page with every panel filled and open and the pause
+    buttons pressed, in both themes, on a desktop and a phone-width screen: no serious or critical
+    violation (contrast, names, roles, ...)."""
+    env = stack_env(EVENTDASH_RATE="200")
+    start_program("consumer", ["consume"], env)
+    producer = start_program("producer", ["produce"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, lambda s: s["events_total"] > 600, what="a few seconds of input", alive=producer.died)
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/?theme={scheme}&tail=all")  # the live events panel open too
+        page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
+        page.wait_for_function("document.querySelectorAll('#top-views tr').length > 0", timeout=20_000)
+        page.wait_for_function("document.querySelectorAll('#tail-rows tr').length > 0", timeout=20_000)
+        page.locator("#pause").click()  # pressed buttons have their own colours
+        page.locator("#tail-pause").click()
+        page.evaluate(AXE.read_text() + "\n;undefined")
+        violations = page.evaluate("""() => axe.run(document, {resultTypes: ["violations"]}).then(r =>
+            r.violations.filter(v => v.impact === "serious" || v.impact === "critical").map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(" ") + ": " + n.failureSummary)})))""")
+    finally:
+        context.close()
+    assert violations == [], "\n".join(f"{v['id']} ({v['impact']}): {v['help']}\n  " + "\n  ".join(v["nodes"])
+                                       for v in violations)
+
+
+def test_the_live_event_tail_panel_filters_pauses_and_lives_in_the_url(page, stack_env, start_program,
+                                                                       start_dashboard):
+    env = stack_env(EVENTDASH_RATE="300")
+    start_program("consumer", ["consume"], env)
+    producer = start_program("producer", ["produce"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, lambda s: s["events_total"] > 300, what="input flowing", alive=producer.died)
+    page.goto(base + "/")
+    page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
+    assert page.locator("#tail-body").is_hidden()
+    page.locator("#tail-toggle").click()  # open: the page joins the tail room and rows arrive, newest on top
+    page.wait_for_function("document.querySelectorAll('#tail-rows tr').length >= 10", timeout=20_000)
+    assert page.locator("#tail-toggle").get_attribute("aria-pressed") == "true"
+    assert "tail=all" in page.url
+    rows = page.locator("#tail-rows tr")
+    assert rows.count() <= 50
+    session_cells = page.locator("#tail-rows td.id").all_inner_texts()
+    assert session_cells and all(text.startswith("#") and len(text) == 9 for text in session_cells)
+
+    page.select_option("#tail-type", "purchase")  # only purchases from now on
+    page.wait_for_function("document.querySelectorAll('#tail-rows tr').length >= 2", timeout=30_000)
+    assert set(page.eval_on_selector_all("#tail-rows tr", "rows => rows.map(r => r.dataset.type)")) == {"purchase"}
+    assert "tail=purchase" in page.url
+
+    page.locator("#tail-pause").click()  # paused: rows stay, arrivals are counted
+    frozen = page.eval_on_selector_all("#tail-rows tr", "rows => rows.map(r => r.textContent)")
+    page.wait_for_function("document.getElementById('tail-held').textContent.startsWith('+')", timeout=30_000)
+    assert page.eval_on_selector_all("#tail-rows tr", "rows => rows.map(r => r.textContent)") == frozen
+    page.locator("#tail-pause").click()
+    assert page.locator("#tail-held").inner_text() == ""
+
+    page.reload()  # the URL keeps the open panel and its filter
+    page.wait_for_function("document.querySelectorAll('#tail-rows tr').length >= 1", timeout=30_000)
+    assert page.locator("#tail-type").input_value() == "purchase"
+    page.locator("#tail-toggle").click()
+    assert page.locator("#tail-body").is_hidden() and "tail=" not in page.url

@@ -165,3 +165,40 @@ def test_the_eventdash_command_is_installed_and_produces(stack_env):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert orjson.loads(result.stdout.strip().splitlines()[-1])["produced"] == 10
+
+
+def test_the_live_tail_reaches_only_its_viewers_sampled_and_with_hashed_ids(stack_env, start_program,
+                                                                            start_dashboard):
+    env = stack_env(EVENTDASH_RATE="400")
+    start_program("consumer", ["consume"], env)
+    producer = start_program("producer", ["produce"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, lambda s: s["events_total"] > 400, what="input flowing", alive=producer.died)
+    viewer, bystander = socketio.Client(reconnection=False), socketio.Client(reconnection=False)
+    batches: list[tuple[float, list[dict]]] = []
+    bystander_batches: list[list[dict]] = []
+    viewer.on("tail", lambda payload: batches.append((time.monotonic(), payload["events"])))
+    bystander.on("tail", lambda payload: bystander_batches.append(payload["events"]))
+    viewer.connect(base, transports=["websocket"], wait_timeout=10)
+    bystander.connect(base, transports=["websocket"], wait_timeout=10)
+    try:
+        viewer.emit("tail", {"open": True})
+        wait_until(lambda: len(batches) >= 12, what="a dozen tail batches", timeout=30)
+        viewer.emit("tail", {"open": False})
+        time.sleep(1.0)  # a closed panel gets nothing more (a batch in flight may still land)
+        closed_at = len(batches)
+        time.sleep(1.5)
+        after_close = len(batches) - closed_at
+    finally:
+        viewer.disconnect()
+        bystander.disconnect()
+    assert bystander_batches == []
+    assert after_close == 0
+    events = [e for _, batch in batches for e in batch]
+    assert all(1 <= len(batch) <= 5 for _, batch in batches)  # at most 5 per 250 ms: 20/s
+    arrivals = [at for at, _ in batches]
+    assert all(later - earlier >= 0.15 for earlier, later in zip(arrivals, arrivals[1:]))
+    assert {e["type"] for e in events} <= set(EVENT_TYPES)
+    assert all(e["session"].startswith("#") and len(e["session"]) == 9 for e in events)
+    assert all(isinstance(e["offset"], int) and 0 <= e["partition"] < 6 for e in events)
+    assert len({(e["partition"], e["offset"]) for e in events}) == len(events)  # no record twice
