@@ -278,11 +278,21 @@
   let tailPaused = false;
   let tailHeld = 0;
   let tailType = "";
+  let tailHeldShownAt = 0;
+  function showTailHeld(force) { // a polite live region: rewritten at most once a second
+    if (!force && Date.now() - tailHeldShownAt < 1000) return;
+    tailHeldShownAt = Date.now();
+    setText("tail-held", tailHeld ? "+" + intFmt.format(tailHeld) + " events" : "");
+  }
+  function timeText(ts) {
+    const date = new Date(ts);
+    return Number.isNaN(date.getTime()) ? "" : clockFmt.format(date);
+  }
   function tailRow(e) {
     const tr = document.createElement("tr");
     tr.dataset.type = e.type;
-    const price = e.price === null ? "" : moneyFmt.format(e.price);
-    tr.append(cell(e.ts === null ? "" : clockFmt.format(new Date(e.ts))), cell(TYPE_LABELS[e.type] || e.type),
+    const price = typeof e.price === "number" ? moneyFmt.format(e.price) : "";
+    tr.append(cell(timeText(e.ts)), cell(TYPE_LABELS[e.type] || e.type),
       cell(e.product_name || e.product_id || ""), cell(price, "num"),
       cell(e.quantity === null ? "" : String(e.quantity), "num"), cell(e.session || "", "id"), cell(e.user || "", "id"));
     return tr;
@@ -290,17 +300,18 @@
   function onTail(payload) {
     const events = (payload.events || []).filter((e) => !tailType || e.type === tailType);
     if (!events.length) return;
-    if (tailPaused) { tailHeld += events.length; setText("tail-held", "+" + intFmt.format(tailHeld) + " events"); return; }
+    if (tailPaused) { tailHeld += events.length; showTailHeld(false); return; }
     const body = $("tail-rows");
     body.prepend(...events.map(tailRow));
     while (body.rows.length > TAIL_ROWS) body.deleteRow(-1);
   }
   function setTailOpen(next) {
     tailOpen = next;
-    $("tail-toggle").setAttribute("aria-pressed", String(tailOpen));
+    $("tail-toggle").setAttribute("aria-expanded", String(tailOpen));
     $("tail-toggle").textContent = tailOpen ? "Hide" : "Show";
     $("tail-body").hidden = !tailOpen;
-    if (!tailOpen) $("tail-rows").replaceChildren();
+    $("tail-pause").disabled = $("tail-type").disabled = !tailOpen;
+    if (!tailOpen) { $("tail-rows").replaceChildren(); setTailPaused(false); }
     if (socket.connected) socket.emit("tail", { open: tailOpen });
     saveView();
   }
@@ -308,12 +319,14 @@
     tailPaused = next;
     $("tail-pause").setAttribute("aria-pressed", String(tailPaused));
     $("tail-pause").textContent = tailPaused ? "Resume" : "Pause";
-    if (!tailPaused) { tailHeld = 0; setText("tail-held", ""); }
+    if (!tailPaused) { tailHeld = 0; showTailHeld(true); }
   }
   function setTailType(next) {
-    tailType = TYPE_LABELS[next] ? next : "";
+    tailType = Object.hasOwn(TYPE_LABELS, next) ? next : "";
     $("tail-type").value = tailType;
     $("tail-rows").replaceChildren();
+    tailHeld = 0;
+    showTailHeld(true);
     saveView();
   }
 
@@ -381,7 +394,7 @@
   $("tail-toggle").addEventListener("click", () => setTailOpen(!tailOpen));
   $("tail-pause").addEventListener("click", () => setTailPaused(!tailPaused));
   $("tail-type").addEventListener("change", (e) => setTailType(e.target.value));
-  if (initial.get("tail")) { setTailType(initial.get("tail")); setTailOpen(true); }
+  if (initial.get("tail")) { setTailType(initial.get("tail")); setTailOpen(true); } else setTailOpen(false);
   setInterval(() => { refreshConnection(); if (chart && !paused) chart.setData(chartData()); }, 1000);
   pollDeadLetters();
   setInterval(pollDeadLetters, 5000);

@@ -13,9 +13,12 @@ replaced by an 8-character hash, control characters by U+FFFD, and it is cut at
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections import deque
@@ -39,8 +42,15 @@ _PRIVATE = re.compile(r'("(?:' + "|".join(PRIVATE_FIELDS) + r')"\s*:\s*)"((?:[^"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+@functools.cache
+def _process_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
 def short_hash(text: str) -> str:
-    return "#" + hashlib.sha256(text.encode(errors="replace")).hexdigest()[:8]
+    """``#`` and 8 hex digits of an HMAC-SHA-256 under a random key of this process: equal ids look
+    equal, but trying every likely id (``u-00001``…) cannot tell which one a hash stands for."""
+    return "#" + hmac.new(_process_key(), text.encode(errors="replace"), hashlib.sha256).hexdigest()[:8]
 
 
 def preview(value: bytes | None) -> str:

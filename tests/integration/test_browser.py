@@ -323,7 +323,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack_env, start_p
                                                      width):
     """axe-core (npm, package-lock.json) on the live page with every panel filled and open and the pause
     buttons pressed, in both themes, on a desktop and a phone-width screen: no serious or critical
-    violation (contrast, names, roles, ...)."""
+    violation (contrast, names, roles, ...), and nothing wider than the screen."""
     env = stack_env(EVENTDASH_RATE="200")
     start_program("consumer", ["consume"], env)
     producer = start_program("producer", ["produce"], env)
@@ -338,6 +338,11 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack_env, start_p
         page.wait_for_function("document.querySelectorAll('#tail-rows tr').length > 0", timeout=20_000)
         page.locator("#pause").click()  # pressed buttons have their own colours
         page.locator("#tail-pause").click()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        wide = page.evaluate("""() => [...document.querySelectorAll("body *")]
+            .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+            .slice(0, 8).map(el => el.tagName + (el.id ? "#" + el.id : "") + "." + el.className)""")
+        assert overflow <= 0, f"the page is {overflow} px wider than a {width} px screen: {wide}"
         page.evaluate(AXE.read_text() + "\n;undefined")
         violations = page.evaluate("""() => axe.run(document, {resultTypes: ["violations"]}).then(r =>
             r.violations.filter(v => v.impact === "serious" || v.impact === "critical").map(v => ({
@@ -358,10 +363,10 @@ def test_the_live_event_tail_panel_filters_pauses_and_lives_in_the_url(page, sta
     wait_for_stats(base, lambda s: s["events_total"] > 300, what="input flowing", alive=producer.died)
     page.goto(base + "/")
     page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
-    assert page.locator("#tail-body").is_hidden()
+    assert page.locator("#tail-body").is_hidden() and page.locator("#tail-pause").is_disabled()
     page.locator("#tail-toggle").click()  # open: the page joins the tail room and rows arrive, newest on top
     page.wait_for_function("document.querySelectorAll('#tail-rows tr').length >= 10", timeout=20_000)
-    assert page.locator("#tail-toggle").get_attribute("aria-pressed") == "true"
+    assert page.locator("#tail-toggle").get_attribute("aria-expanded") == "true"
     assert "tail=all" in page.url
     rows = page.locator("#tail-rows tr")
     assert rows.count() <= 50

@@ -111,8 +111,13 @@ class DevRunner:
         return time.monotonic() - began
 
     def power_cut(self) -> None:
-        """SIGKILL the runner and every process under it at the same moment."""
+        """SIGKILL the runner and every process under it at the same moment: all are stopped first
+        (SIGSTOP), so none can react to another's death (supervisord would respawn a killed program
+        before its own SIGKILL, and that orphan would go on producing), then all are killed."""
         victims = [self.proc.pid, *descendants(self.proc.pid)]
+        for pid in victims:
+            os.kill(pid, signal.SIGSTOP)
+        victims = [self.proc.pid, *descendants(self.proc.pid)]  # nothing can have forked meanwhile
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         self.proc.wait(10)

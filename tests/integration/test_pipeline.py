@@ -197,7 +197,9 @@ def test_the_live_tail_reaches_only_its_viewers_sampled_and_with_hashed_ids(stac
     events = [e for _, batch in batches for e in batch]
     assert all(1 <= len(batch) <= 5 for _, batch in batches)  # at most 5 per 250 ms: 20/s
     arrivals = [at for at, _ in batches]
-    assert all(later - earlier >= 0.15 for earlier, later in zip(arrivals, arrivals[1:]))
+    gaps = sorted(later - earlier for earlier, later in zip(arrivals, arrivals[1:]))
+    assert gaps[len(gaps) // 2] >= 0.2  # one batch per 250 ms (delivery jitter may bunch a pair)
+    assert len(events) <= 5 * 4 * (arrivals[-1] - arrivals[0] + 0.5)  # 20 per second at most
     assert {e["type"] for e in events} <= set(EVENT_TYPES)
     assert all(e["session"].startswith("#") and len(e["session"]) == 9 for e in events)
     assert all(isinstance(e["offset"], int) and 0 <= e["partition"] < 6 for e in events)
