@@ -52,8 +52,12 @@ def _stop_on_signals(deadline_seconds: float = SHUTDOWN_DEADLINE_SECONDS) -> thr
 
 def _produce(settings: Settings, args: argparse.Namespace) -> int:
     from .producer.runner import run_producer
+    from .producer.scenarios import Scheduled, parse_duration_ms
 
-    report = run_producer(settings, count=args.count, rate=args.rate, stop=_stop_on_signals())
+    scenarios = ()
+    if args.scenario is not None:
+        scenarios = (Scheduled(args.scenario, 0, parse_duration_ms(args.duration, "--for")),)
+    report = run_producer(settings, count=args.count, rate=args.rate, stop=_stop_on_signals(), scenarios=scenarios)
     if args.count is not None:
         by_type = dict(sorted(report.delivered.items()))
         print(orjson.dumps({"produced": sum(by_type.values()), "by_type": by_type}).decode(), flush=True)
@@ -142,11 +146,17 @@ def _allow_open_files(needed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .producer.scenarios import SCENARIOS
+
     parser = argparse.ArgumentParser(prog="eventdash", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     produce = sub.add_parser("produce", help="simulate shoppers and send events to Kafka")
     produce.add_argument("--count", type=int, help="send exactly N events, print a JSON summary, exit")
     produce.add_argument("--rate", type=float, help="events/s (default EVENTDASH_RATE; 0 = as fast as possible)")
+    produce.add_argument("--scenario", choices=SCENARIOS,
+                         help="play an incident on top of the normal stream (docs/operator.md, Scenarios)")
+    produce.add_argument("--for", dest="duration", default="120s", metavar="DURATION",
+                         help="how long the --scenario lasts (default 120s; e.g. 90s, 5m)")
     sub.add_parser("consume", help="aggregate events into statistics (exactly once)")
     dashboard = sub.add_parser("dashboard", help="serve the live dashboard with gunicorn")
     dashboard.add_argument("--access-log", action="store_true", help="log every HTTP request")

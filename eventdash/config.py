@@ -35,6 +35,7 @@ class Settings:
     # producer
     rate: float = 50.0
     producer_seed: int | None = None
+    scenarios: str = ""  # EVENTDASH_SCENARIOS, e.g. checkout-outage@5m+2m (eventdash/producer/scenarios.py)
     # consumer / statistics engine
     consumer_group: str = "eventdash-aggregator"
     instance: str | None = None  # None: the lowest free number on this host (consumer/identity.py)
@@ -80,6 +81,7 @@ class Settings:
             replication_factor=env.integer("EVENTDASH_REPLICATION_FACTOR", cls.replication_factor, 1, 10),
             rate=env.number("EVENTDASH_RATE", cls.rate, 0.0, 1_000_000.0),
             producer_seed=env.optional_integer("EVENTDASH_PRODUCER_SEED"),
+            scenarios=env.raw("EVENTDASH_SCENARIOS", ""),
             consumer_group=env.text("EVENTDASH_CONSUMER_GROUP", cls.consumer_group, _ID),
             instance=env.text("EVENTDASH_INSTANCE", "", _ID) if env.raw("EVENTDASH_INSTANCE", "") else None,
             transactional_id=env.text("EVENTDASH_TRANSACTIONAL_ID", "", _ID)
@@ -118,7 +120,10 @@ class Settings:
         return settings
 
     def cross_check(self) -> None:
-        """Settings that are valid alone but not together."""
+        """Settings that are valid alone but not together (and the scenario schedule's syntax)."""
+        from .producer.scenarios import parse_schedule
+
+        parse_schedule(self.scenarios)
         topics = {"EVENTDASH_EVENTS_TOPIC": self.events_topic, "EVENTDASH_STATISTICS_TOPIC": self.statistics_topic,
                   "EVENTDASH_DLQ_TOPIC": self.dlq_topic}
         if len(set(topics.values())) < len(topics):

@@ -65,9 +65,10 @@ class Program:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def produce(env: dict[str, str], count: int, timeout: float = 300) -> dict:
-    """``python -m eventdash produce --count N``; returns its final JSON line."""
-    result = subprocess.run([sys.executable, "-m", "eventdash", "produce", "--count", str(count), "--rate", "0"],
+def produce(env: dict[str, str], count: int, timeout: float = 300, *extra: str) -> dict:
+    """``python -m eventdash produce --count N [extra...]``; returns its final JSON line."""
+    result = subprocess.run([sys.executable, "-m", "eventdash", "produce", "--count", str(count), "--rate", "0",
+                             *extra],
                             env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"produce failed ({result.returncode}):\n{result.stderr[-3000:]}"
     return orjson.loads(result.stdout.strip().splitlines()[-1])

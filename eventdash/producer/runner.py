@@ -21,6 +21,7 @@ from ..kafka.admin import ensure_topics, make_admin, wait_for_broker
 from ..kafka.clients import make_producer, produce_with_backpressure
 from ..observability.metrics import ProducerMetrics, serve
 from .rate import RateLimiter, wait_for_slot
+from .scenarios import ScenarioPlayer, Scheduled, parse_schedule
 from .simulator import ShopperSimulator
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,14 @@ class DeliveryReport:
 STOP_FLUSH_SECONDS = 3.0
 
 
+MALFORMED = "malformed"  # what the delivery report counts a scenario's malformed record as
+
+
 def run_producer(settings: Settings, *, count: int | None = None, rate: float | None = None,
-                 stop: threading.Event | None = None) -> DeliveryReport:
-    """Produce ``count`` events (or until ``stop`` is set); return what the broker acknowledged."""
+                 stop: threading.Event | None = None, scenarios: tuple[Scheduled, ...] = ()) -> DeliveryReport:
+    """Produce ``count`` records (or until ``stop`` is set); return what the broker acknowledged.
+
+    ``scenarios`` (and ``EVENTDASH_SCENARIOS``) play incidents on top of the simulated stream."""
     stop = stop or threading.Event()
     admin = make_admin(settings)
     wait_for_broker(admin, settings)
@@ -58,20 +64,29 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     report = DeliveryReport()
     metrics = ProducerMetrics(report.delivered, lambda: report.failed, lambda: len(producer))
     serve(metrics.registry, settings.producer_metrics_port, "EVENTDASH_PRODUCER_METRICS_PORT", settings.metrics_host)
-    on_delivery = {event_type: report.for_type(event_type) for event_type in EVENT_TYPES}
+    on_delivery = {event_type: report.for_type(event_type) for event_type in (*EVENT_TYPES, MALFORMED)}
     limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)
-    simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=lambda: time.time_ns() // 1_000_000)
+    clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
+    simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=clock_ms)
+    player = ScenarioPlayer((*parse_schedule(settings.scenarios), *scenarios), seed=settings.producer_seed,
+                            clock_ms=clock_ms)
+    for scheduled in player.schedule:
+        logger.info("scenario %s from %.0f s for %.0f s", scheduled.name, scheduled.start_ms / 1000,
+                    scheduled.duration_ms / 1000)
     topic = settings.events_topic
     sent = 0
     logger.info("producing to %s at %s events/s%s", topic, limiter.rate or "max",
                 f", {count} events" if count is not None else "")
     try:
-        for event in simulator.events():
+        for record in player.apply(simulator.events()):
             if stop.is_set() or (count is not None and sent >= count):
                 break
             wait_for_slot(limiter, producer.poll, clock=time.monotonic, stopped=stop.is_set)
-            produce_with_backpressure(producer, topic, orjson.dumps(event), key=event["session_id"],
-                                      on_delivery=on_delivery[event["type"]])
+            if isinstance(record, bytes):  # a scenario's malformed record
+                produce_with_backpressure(producer, topic, record, key=b"malformed", on_delivery=on_delivery[MALFORMED])
+            else:
+                produce_with_backpressure(producer, topic, orjson.dumps(record), key=record["session_id"],
+                                          on_delivery=on_delivery[record["type"]])
             sent += 1
     finally:
         # Stopped: a short flush (what is left is reported, not hidden). Counted run: wait for all.

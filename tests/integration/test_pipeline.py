@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -204,3 +205,20 @@ def test_the_live_tail_reaches_only_its_viewers_sampled_and_with_hashed_ids(stac
     assert all(e["session"].startswith("#") and len(e["session"]) == 9 for e in events)
     assert all(isinstance(e["offset"], int) and 0 <= e["partition"] < 6 for e in events)
     assert len({(e["partition"], e["offset"]) for e in events}) == len(events)  # no record twice
+
+
+def test_a_scenario_played_by_the_producer_reaches_the_statistics_exactly(stack_env, start_program, start_dashboard):
+    """`produce --scenario checkout-outage` (no purchase) and `--scenario dlq-flood` (malformed records
+    among the events): the summary counts them, and the dashboard shows exactly that."""
+    env = stack_env(EVENTDASH_PRODUCER_SEED="11")
+    outage = produce(env, 3000, 300, "--scenario", "checkout-outage", "--for", "10m")
+    assert outage["produced"] == 3000 and outage["by_type"].get("purchase", 0) == 0
+    flood = produce(env, 2000, 300, "--scenario", "dlq-flood", "--for", "10m")
+    malformed = flood["by_type"].pop("malformed")
+    assert flood["produced"] == 2000 and 500 < malformed < 1500
+    start_program("consumer", ["consume"], env)
+    _, base = start_dashboard(env)
+    expected = Counter(outage["by_type"]) + Counter(flood["by_type"])
+    stats = wait_for_stats(base, lambda s: s["invalid_total"] == malformed and totals_equal(dict(expected))(s),
+                           what="valid events and malformed records counted exactly")
+    assert stats["events_total"] == 5000 - malformed
