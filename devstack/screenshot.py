@@ -43,7 +43,9 @@ def take_screenshot(out: Path, minutes: float = 3.0) -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as home:
         env = program_env({"EVENTDASH_PORT": str(port), "EVENTDASH_HOST": "127.0.0.1",
-                           "EVENTDASH_PRODUCER_METRICS_PORT": "0", "EVENTDASH_CONSUMER_METRICS_PORT": "0"},
+                           "EVENTDASH_PRODUCER_METRICS_PORT": "0", "EVENTDASH_CONSUMER_METRICS_PORT": "0",
+                           # a short burst of malformed records, so the dead-letter panel has something to show
+                           "EVENTDASH_SCENARIOS": "dlq-flood@60s+2s", "EVENTDASH_PRODUCER_SEED": "1"},
                           inherit_config=False)
         dev = subprocess.Popen([sys.executable, "-m", "devstack", "dev", "--kafka-port", str(free_port()),
                                 "--zookeeper-port", str(free_port()), "--home", home], cwd=ROOT, env=env)
@@ -56,10 +58,12 @@ def take_screenshot(out: Path, minutes: float = 3.0) -> None:
                        alive=lambda: dev.poll() is not None and f"the stack exited {dev.returncode}")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.goto(base + "/")
+                # bypass_csp: wait_for_function evaluates strings, which the page's CSP forbids
+                page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+                page.goto(base + "/?tail=all")  # with the live events panel open
                 page.wait_for_function("document.getElementById('connection').dataset.state === 'live'",
                                        timeout=30_000)
+                page.wait_for_function("document.querySelectorAll('#tail-rows tr').length >= 12", timeout=30_000)
                 page.wait_for_timeout(1500)  # let the chart draw its first frames after connecting
                 page.screenshot(path=str(out), full_page=True)
                 browser.close()

@@ -60,11 +60,14 @@ def _produce(settings: Settings, args: argparse.Namespace) -> int:
     report = run_producer(settings, count=args.count, rate=args.rate, stop=_stop_on_signals(), scenarios=scenarios)
     if args.count is not None:
         by_type = dict(sorted(report.delivered.items()))
-        print(orjson.dumps({"produced": sum(by_type.values()), "by_type": by_type}).decode(), flush=True)
+        summary = {"produced": report.records, "by_type": by_type}
+        if report.malformed:
+            summary["malformed"] = report.malformed
+        print(orjson.dumps(summary).decode(), flush=True)
     if report.failed:
         print(f"error: {report.failed} events were not delivered: {report.first_error}", file=sys.stderr)
         return 1
-    delivered = sum(report.delivered.values())
+    delivered = report.records
     if args.count is not None and delivered != args.count:
         print(f"error: stopped after {delivered} of {args.count} events", file=sys.stderr)
         return 1

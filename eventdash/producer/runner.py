@@ -29,14 +29,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DeliveryReport:
-    delivered: Counter = field(default_factory=Counter)
+    delivered: Counter = field(default_factory=Counter)  # events, by type
+    malformed: int = 0  # a scenario's malformed records (dlq-flood), not events
     failed: int = 0
     first_error: str | None = None
 
-    def for_type(self, event_type: str) -> Callable[[KafkaError | None, Message], None]:
+    @property
+    def records(self) -> int:
+        return sum(self.delivered.values()) + self.malformed
+
+    def for_malformed(self) -> Callable[[KafkaError | None, Message], None]:
+        return self.for_type(None)
+
+    def for_type(self, event_type: str | None) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is None:
-                self.delivered[event_type] += 1
+                if event_type is None:
+                    self.malformed += 1
+                else:
+                    self.delivered[event_type] += 1
                 return
             self.failed += 1
             if self.first_error is None:
@@ -64,7 +75,8 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     report = DeliveryReport()
     metrics = ProducerMetrics(report.delivered, lambda: report.failed, lambda: len(producer))
     serve(metrics.registry, settings.producer_metrics_port, "EVENTDASH_PRODUCER_METRICS_PORT", settings.metrics_host)
-    on_delivery = {event_type: report.for_type(event_type) for event_type in (*EVENT_TYPES, MALFORMED)}
+    on_delivery = {event_type: report.for_type(event_type) for event_type in EVENT_TYPES}
+    on_delivery[MALFORMED] = report.for_malformed()
     limiter = RateLimiter(settings.rate if rate is None else rate, clock=time.monotonic)
     clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
     simulator = ShopperSimulator(seed=settings.producer_seed, clock_ms=clock_ms)
@@ -78,12 +90,13 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
     logger.info("producing to %s at %s events/s%s", topic, limiter.rate or "max",
                 f", {count} events" if count is not None else "")
     try:
-        for record in player.apply(simulator.events()):
+        for record, extra in player.apply(simulator.events()):
             if stop.is_set() or (count is not None and sent >= count):
                 break
-            wait_for_slot(limiter, producer.poll, clock=time.monotonic, stopped=stop.is_set)
-            if isinstance(record, bytes):  # a scenario's malformed record
-                produce_with_backpressure(producer, topic, record, key=b"malformed", on_delivery=on_delivery[MALFORMED])
+            if not extra:  # a scenario's records come on top of the rate
+                wait_for_slot(limiter, producer.poll, clock=time.monotonic, stopped=stop.is_set)
+            if isinstance(record, bytes):  # a scenario's malformed record: no key, any partition
+                produce_with_backpressure(producer, topic, record, on_delivery=on_delivery[MALFORMED])
             else:
                 produce_with_backpressure(producer, topic, orjson.dumps(record), key=record["session_id"],
                                           on_delivery=on_delivery[record["type"]])
@@ -97,5 +110,6 @@ def run_producer(settings: Settings, *, count: int | None = None, rate: float | 
         if remaining:
             report.failed += remaining
             report.first_error = report.first_error or f"{remaining} events undelivered at shutdown"
-    logger.info("producer done: %d delivered, %d failed", sum(report.delivered.values()), report.failed)
+    logger.info("producer done: %d delivered (%d malformed), %d failed", report.records, report.malformed,
+                report.failed)
     return report

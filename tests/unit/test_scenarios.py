@@ -33,7 +33,8 @@ def play(schedule, events=12_000, seed=7):
             now[0] += MS_PER_EVENT
 
     out = []
-    for record in player.apply(stream()):
+    for record, extra in player.apply(stream()):
+        assert extra == (not isinstance(record, dict) or record["session_id"].startswith(("s-sale", "s-bot")))
         out.append((now[0] - START, record))
         if len(out) >= events:
             break
@@ -61,6 +62,18 @@ def test_checkout_outage_stops_purchases_only_while_it_runs():
     assert types(inside)[PURCHASE] == 0
     assert types(inside)[PRODUCTVIEW] > 1000 and types(inside)[ADDTOBASKET] > 100
     assert types(before)[PURCHASE] > 50 and types(during(records, 91_000, 120_000))[PURCHASE] > 50
+
+
+def test_flash_sale_shoppers_view_add_and_buy_in_sessions_of_their_own():
+    player, records = play(scheduled("flash-sale"))
+    sale = [r for r in during(records, 30_000, 90_000) if r["session_id"].startswith("s-sale")]
+    by_session: dict[str, list[str]] = {}
+    for r in sale:
+        by_session.setdefault(r["session_id"], []).append(r["type"])
+    for kinds in by_session.values():  # a view first; a purchase only after an add
+        assert kinds[0] == PRODUCTVIEW and (PURCHASE not in kinds or ADDTOBASKET in kinds)
+    purchases = sum(kinds.count(PURCHASE) for kinds in by_session.values())
+    assert 0.1 < purchases / len(sale) < 0.3
 
 
 def test_flash_sale_multiplies_views_and_purchases_of_three_products():
