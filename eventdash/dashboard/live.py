@@ -44,7 +44,7 @@ class LiveStats:
                                    on_skip=lambda reason: metrics.snapshots_skipped.labels(reason=reason).inc(),
                                    input_partitions=lambda: self.lag_monitor.partitions)
         self.dead_letters = DeadLetterFeed(settings, socketio.sleep)
-        self.tail = EventTail(settings, socketio.sleep, wanted=lambda: self._room_occupied(TAIL_ROOM),
+        self.tail = EventTail(settings, socketio.sleep, wanted=lambda: self._has_members(TAIL_ROOM),
                               partitions=lambda: self.lag_monitor.partitions)
         self.programs: list[dict] = []
         self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
@@ -61,7 +61,7 @@ class LiveStats:
         self.socketio.start_background_task(self._broadcast_loop)
         self.socketio.start_background_task(self._supervised(self.tail.run, "event tail"))
         self.socketio.start_background_task(self._supervised(
-            lambda: tail_loop(self.tail, lambda: self._room_occupied(TAIL_ROOM),
+            lambda: tail_loop(self.tail, lambda: self._has_members(TAIL_ROOM),
                               lambda events: self._emit("tail", {"events": events}, to=TAIL_ROOM), self.socketio.sleep),
             "event tail broadcaster"))
         if self.settings.supervisor_socket:
@@ -217,12 +217,9 @@ class LiveStats:
         if writes.queued:
             self.metrics.client_writes.labels(path="queued").inc(writes.queued)
 
-    def _room_occupied(self, room: str) -> bool:
-        """Like :meth:`_has_members` without copying the room (python-socketio drops empty rooms)."""
-        return bool(self.socketio.server.manager.rooms.get("/", {}).get(room))
-
     def _has_members(self, room: str) -> bool:
-        return next(self.socketio.server.manager.get_participants("/", room), None) is not None
+        """Without copying the room, as get_participants would (python-socketio drops empty rooms)."""
+        return bool(self.socketio.server.manager.rooms.get("/", {}).get(room))
 
     def resync(self, sid: str) -> None:
         """A delta client missed a delta: a whole document at the next broadcast (others: ignored)."""

@@ -53,12 +53,12 @@ def test_only_clients_with_the_tail_open_get_it():
         client.get_received()
     viewer.emit("tail", {"open": True})
     odd.emit("tail", {"open": "yes"})  # anything but true: not a viewer
-    assert live._room_occupied("tail")
+    assert live._has_members("tail")
     live._emit("tail", {"events": [{"type": "purchase"}]}, to="tail")
     assert events(viewer) == [("tail", {"events": [{"type": "purchase"}]})]
     assert events(bystander) == [] and events(odd) == []
     viewer.emit("tail", {"open": False})
-    assert not live._room_occupied("tail")
+    assert not live._has_members("tail")
     live._emit("tail", {"events": []}, to="tail")
     assert events(viewer) == []
 
