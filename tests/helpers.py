@@ -149,3 +149,15 @@ def status(conf: Path) -> dict[str, tuple[str, int | None]]:
             pid = int(parts[3].rstrip(",")) if len(parts) > 3 and parts[2] == "pid" else None
             states[parts[0]] = (parts[1], pid)
     return states
+
+
+def flowing_stack(stack_env, start_program, start_dashboard, *, rate: int, events: int) -> str:
+    """A consumer, a producer at ``rate`` events/s and a dashboard on a fresh stack; the dashboard's URL
+    once it counts more than ``events`` events."""
+    env = stack_env(EVENTDASH_RATE=str(rate))
+    start_program("consumer", ["consume"], env)
+    producer = start_program("producer", ["produce"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, lambda s: s["events_total"] > events, what=f"more than {events} events counted",
+                   alive=producer.died)
+    return base

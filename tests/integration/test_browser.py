@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from devstack.readiness import wait_until
 
-from ..helpers import EVENT_TYPES, produce, totals_equal, wait_for_stats
+from ..helpers import EVENT_TYPES, flowing_stack, produce, totals_equal, wait_for_stats
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
@@ -229,12 +229,7 @@ def test_the_chart_draws_complete_seconds_readable_times_and_quiet_grid_lines(br
                                                                              start_dashboard):
     """The three problems screenshots showed: a drop to 0 at the right edge (the second still filling),
     date and time labels overlapping at the left edge, glaring grid lines in dark mode."""
-    env = stack_env(EVENTDASH_RATE="300")
-    start_program("consumer", ["consume"], env)
-    producer = start_program("producer", ["produce"], env)
-    _, base = start_dashboard(env)
-    wait_for_stats(base, lambda s: s["events_total"] > 1500, what="a few seconds of steady input",
-                   alive=producer.died)
+    base = flowing_stack(stack_env, start_program, start_dashboard, rate=300, events=1500)
     for scheme, width in (("dark", 390), ("light", 1280)):
         context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme,
                                       bypass_csp=True)
@@ -274,11 +269,7 @@ def test_the_chart_draws_complete_seconds_readable_times_and_quiet_grid_lines(br
 
 def test_pause_counts_held_updates_resume_shows_now_and_the_url_keeps_the_view(page, stack_env, start_program,
                                                                               start_dashboard):
-    env = stack_env(EVENTDASH_RATE="200")
-    start_program("consumer", ["consume"], env)
-    producer = start_program("producer", ["produce"], env)
-    _, base = start_dashboard(env)
-    wait_for_stats(base, lambda s: s["events_total"] > 200, what="events flowing", alive=producer.died)
+    base = flowing_stack(stack_env, start_program, start_dashboard, rate=200, events=200)
 
     page.goto(base + "/?window=1m&theme=dark")
     page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
@@ -324,11 +315,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack_env, start_p
     """axe-core (npm, package-lock.json) on the live page with every panel filled and open and the pause
     buttons pressed, in both themes, on a desktop and a phone-width screen: no serious or critical
     violation (contrast, names, roles, ...), and nothing wider than the screen."""
-    env = stack_env(EVENTDASH_RATE="200")
-    start_program("consumer", ["consume"], env)
-    producer = start_program("producer", ["produce"], env)
-    _, base = start_dashboard(env)
-    wait_for_stats(base, lambda s: s["events_total"] > 600, what="a few seconds of input", alive=producer.died)
+    base = flowing_stack(stack_env, start_program, start_dashboard, rate=200, events=600)
     context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, bypass_csp=True)
     try:
         page = context.new_page()
@@ -356,11 +343,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack_env, start_p
 
 def test_the_live_event_tail_panel_filters_pauses_and_lives_in_the_url(page, stack_env, start_program,
                                                                        start_dashboard):
-    env = stack_env(EVENTDASH_RATE="300")
-    start_program("consumer", ["consume"], env)
-    producer = start_program("producer", ["produce"], env)
-    _, base = start_dashboard(env)
-    wait_for_stats(base, lambda s: s["events_total"] > 300, what="input flowing", alive=producer.died)
+    base = flowing_stack(stack_env, start_program, start_dashboard, rate=300, events=300)
     page.goto(base + "/")
     page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
     assert page.locator("#tail-body").is_hidden() and page.locator("#tail-pause").is_disabled()

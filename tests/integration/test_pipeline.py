@@ -19,7 +19,7 @@ from devstack.readiness import wait_until
 from eventdash.config import Settings
 from eventdash.dashboard.delta import DeltaFollower, series_by_second
 
-from ..helpers import EVENT_TYPES, produce, totals_equal, wait_for_stats
+from ..helpers import EVENT_TYPES, flowing_stack, produce, totals_equal, wait_for_stats
 
 
 def receive_stats_until(base_url: str, predicate, timeout: float = 60) -> dict:
@@ -170,11 +170,7 @@ def test_the_eventdash_command_is_installed_and_produces(stack_env):
 
 def test_the_live_tail_reaches_only_its_viewers_sampled_and_with_hashed_ids(stack_env, start_program,
                                                                             start_dashboard):
-    env = stack_env(EVENTDASH_RATE="400")
-    start_program("consumer", ["consume"], env)
-    producer = start_program("producer", ["produce"], env)
-    _, base = start_dashboard(env)
-    wait_for_stats(base, lambda s: s["events_total"] > 400, what="input flowing", alive=producer.died)
+    base = flowing_stack(stack_env, start_program, start_dashboard, rate=400, events=400)
     viewer, bystander = socketio.Client(reconnection=False), socketio.Client(reconnection=False)
     batches: list[tuple[float, list[dict]]] = []
     bystander_batches: list[list[dict]] = []
