@@ -6,17 +6,23 @@ Kafka transaction as its input offsets. The dashboard and the aggregator's resto
 with :func:`decode`, which validates every field and never trusts the record: a corrupt or
 foreign record raises :class:`InvalidSnapshot` and readers skip it.
 
-Wire format, version 2 (version 1, with integer ``revenue_cents`` and a ``lag`` field, is still
-read)::
+Wire format, version 3 (versions 1, with integer ``revenue_cents`` and a ``lag`` field, and 2,
+without ``minute_counts``, are still read)::
 
-    {"v": 2, "partition": 0, "next_offset": 1234, "updated_at_ms": ..., "watermark_ms": ...,
+    {"v": 3, "partition": 0, "next_offset": 1234, "updated_at_ms": ..., "watermark_ms": ...,
      "horizon_seconds": 900,
      "totals": {"purchase": {"count": 3, "units": 5, "revenue_cents": "12900"}, ...},
      "invalid": {"not_json": 1}, "late_total": 0,
      "seconds": [[epoch_second, views, adds, removes, purchases], ...],
+     "minute_counts": [[epoch_minute, views, adds, removes, purchases], ...],
      "minutes": [{"minute": m, "viewed": "<base64 zlib HLL>", "added": ..., "purchased": ...,
                   "views": {"p-001": 4}, "purchases": {"p-001": 1}}, ...],
      "product_names": {"p-001": "Espresso cups"}}
+
+``minute_counts`` are the per-minute counts of every minute with a second in the horizon, exact
+even for the oldest one whose first seconds have left ``seconds``. A minute that leaves the horizon
+entirely is final: the aggregator publishes it to the history topic (:mod:`eventdash.history`) in
+the same transaction.
 
 ``revenue_cents`` is a decimal string: exact integer cents of any size, which JSON numbers are
 not. Every map and list is bounded by the limits below; :func:`worst_case_bytes` is the largest
@@ -43,8 +49,8 @@ from .stats.hll import REGISTERS, HyperLogLog
 
 logger = logging.getLogger(__name__)
 
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 HEARTBEAT_SECONDS = 2.0  # a live aggregator commits every partition's snapshot at least this often
 
 # -- limits: the state is bounded by these, the encoded record by their worst case -------------
@@ -67,6 +73,7 @@ FUNNEL_STAGES = ("viewed", "added", "purchased")
 PRODUCT_KINDS = ("views", "purchases")
 
 _SECOND_ROW_BYTES = 1 + 11 + 4 * (1 + MAX_COUNT_DIGITS) + 2  # [second,a,b,c,d],
+_MINUTE_ROW_BYTES = _SECOND_ROW_BYTES  # [minute,a,b,c,d],
 _PRODUCT_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + MAX_COUNT_DIGITS + 1  # "id":n,
 _NAME_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + 4 * MAX_PRODUCT_NAME_CHARS + 3  # "id":"name",
 _MINUTE_BYTES = (64 + len(FUNNEL_STAGES) * (MAX_SKETCH_CHARS + 16)
@@ -74,14 +81,19 @@ _MINUTE_BYTES = (64 + len(FUNNEL_STAGES) * (MAX_SKETCH_CHARS + 16)
 _FIXED_BYTES = 4096  # version, partition, offsets, times, totals (4 x 3 numbers), invalid reasons
 
 
+def count_minutes(horizon_seconds: int) -> int:
+    """``minute_counts`` rows at most: every minute a horizon of that many seconds can touch."""
+    return horizon_seconds // 60 + 2
+
+
 def worst_case_bytes(horizon_seconds: int) -> int:
     """The largest encoded snapshot the limits allow for ``horizon_seconds`` of per-second rows."""
     names = FUNNEL_MINUTES * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
-    return (_FIXED_BYTES + horizon_seconds * _SECOND_ROW_BYTES + FUNNEL_MINUTES * _MINUTE_BYTES
-            + names * _NAME_ENTRY_BYTES)
+    return (_FIXED_BYTES + horizon_seconds * _SECOND_ROW_BYTES + count_minutes(horizon_seconds) * _MINUTE_ROW_BYTES
+            + FUNNEL_MINUTES * _MINUTE_BYTES + names * _NAME_ENTRY_BYTES)
 
 
-MAX_HORIZON_SECONDS = (MAX_SNAPSHOT_BYTES - worst_case_bytes(0)) // _SECOND_ROW_BYTES // 60 * 60
+MAX_HORIZON_SECONDS = max(h for h in range(60, 86_400, 60) if worst_case_bytes(h) <= MAX_SNAPSHOT_BYTES)
 
 
 class InvalidSnapshot(ValueError):
@@ -124,6 +136,8 @@ class Snapshot:
     seconds: dict[int, tuple[int, int, int, int]]
     minutes: dict[int, MinuteSummary]
     product_names: dict[str, str]
+    # every minute with a second in the horizon -> its counts per type (exact: see the module doc)
+    minute_counts: dict[int, tuple[int, int, int, int]]
 
 
 # -- key ---------------------------------------------------------------------------------------
@@ -162,6 +176,7 @@ def encode(snapshot: Snapshot) -> bytes:
         "invalid": snapshot.invalid,
         "late_total": snapshot.late_total,
         "seconds": [[second, *counts] for second, counts in sorted(snapshot.seconds.items())],
+        "minute_counts": [[minute, *counts] for minute, counts in sorted(snapshot.minute_counts.items())],
         "minutes": [{"minute": minute,
                      **{stage: encode_sketch(m.sketches[stage]) for stage in FUNNEL_STAGES},
                      "views": m.views, "purchases": m.purchases}
@@ -290,6 +305,8 @@ def _decode(raw: bytes | None, partition: int) -> Snapshot:
         if not newest_second - horizon < row[0] <= newest_second:
             raise _fail(f"second {row[0]} is outside the horizon up to the watermark")
         seconds[row[0]] = (row[1], row[2], row[3], row[4])
+    minute_counts = (_minute_counts(doc.get("minute_counts"), newest_second, horizon) if doc["v"] >= 3
+                     else minute_counts_of(seconds))
     minutes_doc = doc.get("minutes")
     if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES:
         raise _fail(f"minutes must be a list of at most {FUNNEL_MINUTES} buckets")
@@ -310,7 +327,35 @@ def _decode(raw: bytes | None, partition: int) -> Snapshot:
         seconds=seconds,
         minutes=dict(_minute(m, newest_second // 60) for m in minutes_doc),
         product_names=names,
+        minute_counts=minute_counts,
     )
+
+
+def minute_counts_of(seconds: Mapping[int, tuple[int, ...]]) -> dict[int, tuple[int, int, int, int]]:
+    """Per-minute sums of per-second rows: a version 2 snapshot's best estimate of its minute counts
+    (exact but for the oldest minute, whose first seconds may have left the horizon)."""
+    sums: dict[int, list[int]] = {}
+    for second, row in seconds.items():
+        counts = sums.setdefault(second // 60, [0, 0, 0, 0])
+        for i in range(4):
+            counts[i] += row[i]
+    return {minute: tuple(counts) for minute, counts in sorted(sums.items())}
+
+
+def _minute_counts(rows: object, newest_second: int, horizon: int) -> dict[int, tuple[int, int, int, int]]:
+    limit = count_minutes(horizon)
+    if type(rows) is not list or len(rows) > limit:
+        raise _fail(f"minute_counts must be a list of at most {limit} rows")
+    oldest_minute = (newest_second - horizon + 1) // 60
+    counts = {}
+    for row in rows:
+        if (type(row) is not list or len(row) != 5
+                or not all(type(x) is int and 0 <= x <= MAX_WINDOW_COUNT for x in row)):
+            raise _fail("minute_counts rows must be [minute, views, adds, removes, purchases]")
+        if not oldest_minute <= row[0] <= newest_second // 60:
+            raise _fail(f"minute {row[0]} is outside the horizon up to the watermark")
+        counts[row[0]] = (row[1], row[2], row[3], row[4])
+    return counts
 
 
 # -- reading the latest valid snapshots --------------------------------------------------------

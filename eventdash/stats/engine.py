@@ -60,8 +60,11 @@ class NativePartitionStats:
     def shed_detail(self) -> None:
         self.core.shed_detail()
 
+    def take_finished_minutes(self) -> list[tuple[int, tuple[int, int, int, int]]]:
+        return [(minute, tuple(counts)) for minute, counts in self.core.take_finished_minutes()]
+
     def to_snapshot(self, *, next_offset: int, updated_at_ms: int) -> Snapshot:
-        totals, late_total, watermark_ms, seconds, minutes, names = self.core.export()
+        totals, late_total, watermark_ms, seconds, minutes, names, minute_counts = self.core.export()
         return Snapshot(
             partition=self.partition,
             next_offset=next_offset,
@@ -77,6 +80,7 @@ class NativePartitionStats:
                                            dict(views), dict(purchases))
                      for minute, sketches, views, purchases in minutes},
             product_names=dict(names),
+            minute_counts={minute: tuple(counts) for minute, counts in minute_counts},
         )
 
     def load(self, snapshot: Snapshot) -> None:
@@ -87,7 +91,7 @@ class NativePartitionStats:
             [(minute, [bytes(summary.sketches[stage].registers) for stage in FUNNEL_STAGES],
               list(summary.views.items()), list(summary.purchases.items()))
              for minute, summary in sorted(snapshot.minutes.items())],
-            list(snapshot.product_names.items()))
+            list(snapshot.product_names.items()), list(snapshot.minute_counts.items()))
         self.invalid = dict(snapshot.invalid)
 
 

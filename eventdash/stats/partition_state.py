@@ -7,6 +7,9 @@ the :class:`~eventdash.snapshots.Snapshot` published to ``event_statistics``.
 Memory and snapshot size are bounded by construction, whatever the input (limits in
 :mod:`eventdash.snapshots`):
 - per-second counts by event time for ``horizon_seconds`` (at most ``MAX_HORIZON_SECONDS``);
+- per-minute counts of every minute with a second in that horizon; a minute that leaves it
+  entirely is final and waits in :attr:`finished_minutes` until the aggregator publishes it to the
+  history topic (:meth:`take_finished_minutes`, at each commit);
 - for the last ``FUNNEL_MINUTES`` minutes of event time, per-minute HyperLogLog sketches
   (3 x 1 KiB) of the sessions that viewed / added / purchased, and per-minute product counters
   of at most ``PRODUCT_CANDIDATES`` ids (a Misra-Gries style cut: exact while a minute sees
@@ -48,6 +51,8 @@ class PartitionStats:
         self.late_total = 0
         self.watermark_ms = 0
         self.seconds: dict[int, list[int]] = {}
+        self.minute_counts: dict[int, list[int]] = {}
+        self.finished_minutes: list[tuple[int, tuple[int, int, int, int]]] = []
         self.minutes: dict[int, MinuteBucket] = {}
         self.product_names: dict[str, str] = {}
 
@@ -72,11 +77,16 @@ class PartitionStats:
         counts = self.seconds.get(second)
         if counts is None:
             counts = self.seconds[second] = [0, 0, 0, 0]
-        counts[TYPE_INDEX[event.type]] += 1
+        type_index = TYPE_INDEX[event.type]
+        counts[type_index] += 1
+        minute = ts // 60_000
+        minute_counts = self.minute_counts.get(minute)
+        if minute_counts is None:
+            minute_counts = self.minute_counts[minute] = [0, 0, 0, 0]
+        minute_counts[type_index] += 1
         stage = FUNNEL_STAGES.get(event.type)
         if stage is None:
             return
-        minute = ts // 60_000
         bucket = self.minutes.get(minute)
         if bucket is None:
             if minute <= self.watermark_ms // 60_000 - FUNNEL_MINUTES:
@@ -111,11 +121,20 @@ class PartitionStats:
         if self.seconds and min(self.seconds) < oldest_second:
             for second in [s for s in self.seconds if s < oldest_second]:
                 del self.seconds[second]
+        oldest_count_minute = oldest_second // 60  # the oldest minute with a second in the horizon
+        if self.minute_counts and min(self.minute_counts) < oldest_count_minute:
+            for minute in sorted(m for m in self.minute_counts if m < oldest_count_minute):
+                self.finished_minutes.append((minute, tuple(self.minute_counts.pop(minute))))
         oldest_minute = max((oldest_second * 1000) // 60_000, self.watermark_ms // 60_000 - FUNNEL_MINUTES + 1)
         if self.minutes and min(self.minutes) < oldest_minute:
             for minute in [m for m in self.minutes if m < oldest_minute]:
                 del self.minutes[minute]
             self._prune_names()
+
+    def take_finished_minutes(self) -> list[tuple[int, tuple[int, int, int, int]]]:
+        """The minutes that left the horizon since the last call, with their final counts, oldest first."""
+        finished, self.finished_minutes = self.finished_minutes, []
+        return finished
 
     def shed_detail(self) -> None:
         """Drop product counters and names: the last resort if a snapshot ever exceeded its budget."""
@@ -141,6 +160,7 @@ class PartitionStats:
             minutes={minute: MinuteSummary(dict(b.sketches), dict(b.views), dict(b.purchases))
                      for minute, b in self.minutes.items()},
             product_names=dict(self.product_names),
+            minute_counts={minute: tuple(counts) for minute, counts in self.minute_counts.items()},
         )
 
     @classmethod
@@ -153,6 +173,7 @@ class PartitionStats:
         stats.late_total = snapshot.late_total
         stats.watermark_ms = snapshot.watermark_ms
         stats.seconds = {second: list(counts) for second, counts in snapshot.seconds.items()}
+        stats.minute_counts = {minute: list(counts) for minute, counts in snapshot.minute_counts.items()}
         for minute, summary in snapshot.minutes.items():
             bucket = stats.minutes[minute] = MinuteBucket()
             bucket.sketches = {stage: HyperLogLog(bytearray(summary.sketches[stage].registers))

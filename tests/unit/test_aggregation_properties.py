@@ -144,3 +144,32 @@ def test_a_valid_event_is_never_rejected(event):
     outcome = process(state, orjson.dumps(event))
     assert not isinstance(outcome, str), outcome
     assert outcome.price_cents == round(event["price"] * 100)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(EVENT_TYPES), st.integers(0, 4 * 3600 * 1000)), max_size=200),
+       st.integers(60, 900))
+def test_every_counted_event_is_in_exactly_one_minute_row_finished_or_current(stream, horizon):
+    """What the history topic gets (finished minutes) plus the snapshot's minute counts are exactly
+    the events in the per-second buckets' reach: every event but the late ones, each once."""
+    from eventdash.events.model import Event
+    stats = PartitionStats(0, horizon_seconds=horizon)
+    finished: dict[int, tuple] = {}
+    expected: dict[int, list[int]] = {}
+    for i, (kind, ts) in enumerate(stream):
+        late_before = stats.late_total
+        stats.apply(Event(f"e{i}", kind, NOW_MS - 4 * 3600 * 1000 + ts, f"s{i % 7}", "u", "p-1", "", 100, 1))
+        if stats.late_total == late_before:
+            row = expected.setdefault((NOW_MS - 4 * 3600 * 1000 + ts) // 60_000, [0, 0, 0, 0])
+            row[EVENT_TYPES.index(kind)] += 1
+        if i % 13 == 0:
+            for minute, counts in stats.take_finished_minutes():
+                assert minute not in finished and minute not in stats.minute_counts  # final: never again
+                finished[minute] = counts
+    finished.update(stats.take_finished_minutes())
+    assert not set(finished) & set(stats.minute_counts)
+    combined = {**finished, **{m: tuple(c) for m, c in stats.minute_counts.items()}}
+    assert combined == {m: tuple(c) for m, c in expected.items()}
+    oldest_second = stats.watermark_ms // 1000 - horizon + 1
+    assert all(m >= oldest_second // 60 for m in stats.minute_counts)
+    assert len(stats.minute_counts) <= horizon // 60 + 2

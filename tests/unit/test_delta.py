@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventdash.dashboard.delta import DeltaFollower, apply_delta, make_delta, series_by_second
-from eventdash.snapshots import Snapshot, TypeTotal
+from eventdash.snapshots import Snapshot, TypeTotal, minute_counts_of
 from eventdash.stats.view import build_view
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.floats(allow_nan=False),
@@ -73,7 +73,7 @@ def snapshot(seconds: dict[int, int]) -> Snapshot:
                     horizon_seconds=900, totals={t: TypeTotal(count, count, 0) for t in
                                                  ("productview", "addtobasket", "removefrombasket", "purchase")},
                     invalid={}, late_total=0, seconds={s: (n, 0, 0, 0) for s, n in seconds.items()}, minutes={},
-                    product_names={})
+                    product_names={}, minute_counts=minute_counts_of({s: (n, 0, 0, 0) for s, n in seconds.items()}))
 
 
 def test_real_documents_one_second_apart_shrink_to_a_small_delta():

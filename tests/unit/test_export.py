@@ -9,7 +9,7 @@ import pytest
 
 from eventdash.config import Settings
 from eventdash.dashboard.app import create_app
-from eventdash.snapshots import MinuteSummary, Snapshot, TypeTotal
+from eventdash.snapshots import MinuteSummary, Snapshot, TypeTotal, minute_counts_of
 from eventdash.stats.export import (
     EXPORT_SERIES_SECONDS,
     UnknownWindow,
@@ -31,7 +31,8 @@ def snapshot(partition: int, watermark_s: int, seconds: dict[int, tuple], views:
                     watermark_ms=watermark_s * 1000 + 500, horizon_seconds=900,
                     totals={t: TypeTotal(1, 1, 0) for t in TYPES}, invalid={}, late_total=0,
                     seconds=seconds, minutes={NOW_S // 60: MinuteSummary(sketches, views, {})},
-                    product_names={"p-1": "=HYPERLINK(\"http://evil\")", "p-2": "Mug"})
+                    product_names={"p-1": "=HYPERLINK(\"http://evil\")", "p-2": "Mug"},
+                    minute_counts=minute_counts_of(seconds))
 
 
 def view(watermark_s: int = NOW_S - 1, seconds: dict | None = None) -> dict:

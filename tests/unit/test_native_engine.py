@@ -117,6 +117,7 @@ def observed(agg: Aggregator) -> dict:
     return {
         "snapshots": {p: encode(s.to_snapshot(next_offset=checkpoint.next_offsets[p], updated_at_ms=NOW_MS))
                       for p, s in sorted(checkpoint.states.items())},
+        "finished_minutes": {p: s.take_finished_minutes() for p, s in sorted(checkpoint.states.items())},
         "next_offsets": dict(checkpoint.next_offsets), "dirty": set(checkpoint.dirty),
         "dead_letters": produced, "consumed": consumed,
     }

@@ -76,3 +76,32 @@ def test_snapshot_round_trip_preserves_everything():
     # and it keeps counting from there
     restored.apply(ev("purchase", T0 + 9000, qty=2))
     assert restored.totals["purchase"] == [2, 3, 3000]
+
+
+def test_minute_counts_keep_the_boundary_minute_whole_and_finish_each_minute_once():
+    stats = PartitionStats(0, horizon_seconds=60)
+    stats.apply(ev("productview", T0 + 10_000))  # minute 0, second 10
+    stats.apply(ev("purchase", T0 + 50_000))  # minute 0, second 50
+    stats.apply(ev("productview", T0 + 65_000))  # minute 1: the horizon now starts at second 6
+    minute0 = T0 // 60_000
+    assert stats.minute_counts == {minute0: [1, 0, 0, 1], minute0 + 1: [1, 0, 0, 0]}
+    stats.apply(ev("addtobasket", T0 + 100_000))  # the horizon starts at second 41: second 10 is gone
+    assert min(stats.seconds) == T0 // 1000 + 50
+    assert stats.minute_counts[minute0] == [1, 0, 0, 1]  # whole, though its first seconds left
+    assert stats.take_finished_minutes() == []
+    stats.apply(ev("productview", T0 + 121_000))  # horizon from second 62: minute 0 has left entirely
+    assert stats.take_finished_minutes() == [(minute0, (1, 0, 0, 1))]
+    assert stats.take_finished_minutes() == []
+    assert sorted(stats.minute_counts) == [minute0 + 1, minute0 + 2]
+
+
+def test_a_v2_snapshot_restores_its_minute_counts_from_its_seconds():
+    import orjson
+    stats = PartitionStats(0)
+    for i in range(5):
+        stats.apply(ev("productview", T0 + i * 20_000))
+    doc = orjson.loads(encode(stats.to_snapshot(next_offset=5, updated_at_ms=T0)))
+    doc["v"] = 2
+    del doc["minute_counts"]
+    restored = PartitionStats.from_snapshot(decode(orjson.dumps(doc), partition=0))
+    assert restored.minute_counts == stats.minute_counts == {T0 // 60_000: [3, 0, 0, 0], T0 // 60_000 + 1: [2, 0, 0, 0]}

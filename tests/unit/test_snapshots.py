@@ -78,7 +78,7 @@ def rejected_doc(doc: object, partition: int = 3) -> InvalidSnapshot:
     (b"42", "not_json"),
     (b'{"v": 2}', "wrong_partition"),
     (b'{"partition": 5}', "unsupported_version"),
-    (b'{"v": 3, "partition": 3}', "unsupported_version"),
+    (b'{"v": 4, "partition": 3}', "unsupported_version"),
     (b'{"v": "2", "partition": 3}', "unsupported_version"),
     (b'{"v": null, "partition": 3}', "unsupported_version"),
     (b"x" * (PRODUCER_MAX_MESSAGE_BYTES + 1), "too_large"),
@@ -90,7 +90,7 @@ def test_decode_rejects_records_that_are_no_snapshot(raw, reason):
 
 def test_decode_rejects_an_unsupported_version_of_a_full_document():
     doc = sample_doc()
-    doc["v"] = 3
+    doc["v"] = 4
     assert rejected_doc(doc).reason == "unsupported_version"
 
 
@@ -352,8 +352,9 @@ def worst_state() -> PartitionStats:
     assert len(stats.product_names) == FUNNEL_MINUTES * 2 * PRODUCT_CANDIDATES
     # and the counts and sketches that only a long life could fill are set to their largest
     rng = random.Random(1)
-    for counts in stats.seconds.values():
+    for counts in (*stats.seconds.values(), *stats.minute_counts.values()):
         counts[:] = [WINDOW_BIG - rng.randrange(1000) for _ in counts]
+    assert len(stats.minute_counts) == horizon // 60 + 1  # an unaligned horizon touches one minute more
     for bucket in stats.minutes.values():
         for sketch in bucket.sketches.values():
             sketch.registers = bytearray(rng.randint(1, snapshots._MAX_RANK) for _ in range(REGISTERS))
