@@ -30,6 +30,7 @@ class Settings:
     events_topic: str = "events"
     statistics_topic: str = "event_statistics"
     dlq_topic: str = "events.dlq"
+    history_topic: str = "event_history"
     events_partitions: int = 6
     replication_factor: int = 1
     # producer
@@ -77,6 +78,7 @@ class Settings:
             events_topic=env.text("EVENTDASH_EVENTS_TOPIC", cls.events_topic, _TOPIC_NAME),
             statistics_topic=env.text("EVENTDASH_STATISTICS_TOPIC", cls.statistics_topic, _TOPIC_NAME),
             dlq_topic=env.text("EVENTDASH_DLQ_TOPIC", cls.dlq_topic, _TOPIC_NAME),
+            history_topic=env.text("EVENTDASH_HISTORY_TOPIC", cls.history_topic, _TOPIC_NAME),
             events_partitions=env.integer("EVENTDASH_EVENTS_PARTITIONS", cls.events_partitions, 1, 1000),
             replication_factor=env.integer("EVENTDASH_REPLICATION_FACTOR", cls.replication_factor, 1, 10),
             rate=env.number("EVENTDASH_RATE", cls.rate, 0.0, 1_000_000.0),
@@ -125,10 +127,10 @@ class Settings:
 
         parse_schedule(self.scenarios)
         topics = {"EVENTDASH_EVENTS_TOPIC": self.events_topic, "EVENTDASH_STATISTICS_TOPIC": self.statistics_topic,
-                  "EVENTDASH_DLQ_TOPIC": self.dlq_topic}
+                  "EVENTDASH_DLQ_TOPIC": self.dlq_topic, "EVENTDASH_HISTORY_TOPIC": self.history_topic}
         if len(set(topics.values())) < len(topics):
             raise ConfigError(f"{', '.join(f'{k}={v!r}' for k, v in topics.items())} are invalid: "
-                              "the three topics must be distinct")
+                              "the four topics must be distinct")
         if self.future_tolerance_ms >= self.horizon_seconds * 1000:
             raise ConfigError(f"EVENTDASH_FUTURE_TOLERANCE_MS={self.future_tolerance_ms} is invalid: it must be "
                               f"smaller than EVENTDASH_HORIZON_SECONDS={self.horizon_seconds} (in ms)")

@@ -73,10 +73,11 @@ class Aggregator:
         wait_for_broker(admin, s)
         ensure_topics(admin, s)
         events_partitions = partition_count(admin, s.events_topic)
-        stats_partitions = partition_count(admin, s.statistics_topic)
-        if stats_partitions < events_partitions:
-            raise RuntimeError(f"{s.statistics_topic} has {stats_partitions} partitions but {s.events_topic} has "
-                               f"{events_partitions}: it needs at least one per input partition")
+        for topic in (s.statistics_topic, s.history_topic):
+            partitions = partition_count(admin, topic)
+            if partitions < events_partitions:
+                raise RuntimeError(f"{topic} has {partitions} partitions but {s.events_topic} has "
+                                   f"{events_partitions}: it needs at least one per input partition")
         producer = make_producer(s, "consumer", **{
             "transactional.id": identity.transactional_id,
             "transaction.timeout.ms": 60_000,
@@ -95,7 +96,7 @@ class Aggregator:
             **AGGREGATOR_FETCH_SETTINGS,
         })
         self.checkpoint = Checkpoint(
-            producer, events_topic=s.events_topic, statistics_topic=s.statistics_topic,
+            producer, events_topic=s.events_topic, statistics_topic=s.statistics_topic, history_topic=s.history_topic,
             group_metadata=self.consumer.consumer_group_metadata, metrics=self.metrics,
             interval_seconds=s.snapshot_interval_ms / 1000, heartbeat_seconds=HEARTBEAT_SECONDS, stop=self.stop)
         self.group_watch = GroupWatch(admin, s.consumer_group, s.events_topic, events_partitions,

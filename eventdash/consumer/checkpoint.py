@@ -3,7 +3,8 @@ and the open Kafka transaction.
 
 Everything the aggregator derives from input records (snapshots, dead letters) is produced inside
 the open transaction, and :meth:`Checkpoint.commit` publishes the changed partitions' snapshots
-and sends the input offsets (``send_offsets_to_transaction``, KIP-447) in the same transaction.
+(and the minutes that left their horizon, to the history topic) and sends the input offsets
+(``send_offsets_to_transaction``, KIP-447) in the same transaction.
 A crash at any moment therefore loses nothing and counts nothing twice.
 
 Failures:
@@ -26,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from .. import history
 from ..kafka.clients import produce_with_backpressure
 from ..observability.metrics import ConsumerMetrics
 from ..snapshots import SnapshotTooLarge, encode, snapshot_key
@@ -97,7 +99,7 @@ def is_fatal(error: KafkaError) -> bool:
 class Checkpoint:
     """States, next offsets, the dirty set and the open transaction of one aggregator process."""
 
-    def __init__(self, producer: Producer, *, events_topic: str, statistics_topic: str,
+    def __init__(self, producer: Producer, *, events_topic: str, statistics_topic: str, history_topic: str,
                  group_metadata: Callable[[], Any], metrics: ConsumerMetrics,
                  interval_seconds: float, heartbeat_seconds: float, stop: threading.Event | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -105,6 +107,7 @@ class Checkpoint:
         self.producer = producer
         self.events_topic = events_topic
         self.statistics_topic = statistics_topic
+        self.history_topic = history_topic
         self.group_metadata = group_metadata
         self.metrics = metrics
         self.interval_seconds = interval_seconds
@@ -207,6 +210,9 @@ class Checkpoint:
                 value = encode(state.to_snapshot(next_offset=next_offset, updated_at_ms=now_ms))
             self.produce(self.statistics_topic, value, key=snapshot_key(self.events_topic, partition),
                          partition=partition)
+            for minute, counts in state.take_finished_minutes():  # lost with an abort: the rewind redoes them
+                self.produce(self.history_topic, history.encode(history.HistoryRecord(partition, minute, counts)),
+                             key=history.history_key(self.events_topic, partition, minute), partition=partition)
             offsets.append(TopicPartition(self.events_topic, partition, next_offset))
         try:
             metadata = self.group_metadata()

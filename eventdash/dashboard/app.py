@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
-from ..stats.export import EXPORT_SERIES_SECONDS, UnknownWindow, series_csv, top_csv, window_document
+from ..stats.export import UnknownWindow, series_csv, top_csv, window_document
 from .auth import protect
 from .event_tail import TAIL_ROOM
 from .fanout import install as install_broadcaster
@@ -97,14 +97,14 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         if label is None:
             return _json(live.view())
         try:
-            return _json(window_document(live.view(series_seconds=EXPORT_SERIES_SECONDS), label))
+            return _json(window_document(*live.window_inputs(label)))
         except UnknownWindow as exc:
             return _json({"error": str(exc), "status": 400}, 400)
 
     def _csv_response(make, label: str | None, name: str) -> Response:
         label = "5m" if label is None else label
         try:
-            text = make(live.view(series_seconds=EXPORT_SERIES_SECONDS), label)
+            text = make(*live.window_inputs(label))
         except UnknownWindow as exc:
             return _json({"error": str(exc), "status": 400}, 400)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

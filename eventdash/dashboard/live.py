@@ -8,7 +8,9 @@ from collections.abc import Callable
 from flask_socketio import SocketIO
 
 from ..config import Settings
+from ..history import WINDOWS as MINUTE_WINDOWS
 from ..observability.metrics import DashboardMetrics
+from ..stats.export import EXPORT_SERIES_SECONDS, MinuteSeries, last_complete_minute, window_seconds
 from ..stats.view import build_view
 from .collector import CollectorPolicy
 from .dead_letter_feed import DeadLetterFeed
@@ -16,6 +18,7 @@ from .delta import make_delta
 from .event_tail import TAIL_ROOM, EventTail, tail_loop
 from .fanout import Broadcaster
 from .feed import StatisticsFeed
+from .history_feed import HistoryFeed
 from .lag import INTERVAL_SECONDS as LAG_INTERVAL_SECONDS
 from .lag import GroupLagMonitor
 from .supervisor_status import program_states
@@ -44,6 +47,8 @@ class LiveStats:
                                    on_skip=lambda reason: metrics.snapshots_skipped.labels(reason=reason).inc(),
                                    input_partitions=lambda: self.lag_monitor.partitions)
         self.dead_letters = DeadLetterFeed(settings, socketio.sleep)
+        self.history = HistoryFeed(settings, socketio.sleep,
+                                   on_skip=metrics.history_skipped.inc)
         self.tail = EventTail(settings, socketio.sleep, wanted=lambda: self._has_members(TAIL_ROOM),
                               partitions=lambda: self.lag_monitor.partitions)
         self.programs: list[dict] = []
@@ -58,6 +63,7 @@ class LiveStats:
         self.lag_monitor.start()
         self.socketio.start_background_task(self._supervised(self.feed.run, "statistics feed"))
         self.socketio.start_background_task(self._supervised(self.dead_letters.run, "dead-letter feed"))
+        self.socketio.start_background_task(self._supervised(self.history.run, "history feed"))
         self.socketio.start_background_task(self._broadcast_loop)
         self.socketio.start_background_task(self._supervised(self.tail.run, "event tail"))
         self.socketio.start_background_task(self._supervised(
@@ -78,6 +84,21 @@ class LiveStats:
         view["currency"] = self.settings.currency
         self._cache = (key, view)
         return view
+
+    def window_inputs(self, label: str) -> tuple[dict, str, MinuteSeries | None]:
+        """What the exports of window ``label`` are made from (``stats.export``): the view, the label
+        and, for a per-minute window, its complete minutes (final ones from the history topic, the
+        newer ones from the snapshots)."""
+        window_seconds(label)  # UnknownWindow for anything else
+        view = self.view(series_seconds=EXPORT_SERIES_SECONDS)
+        if label not in MINUTE_WINDOWS:
+            return view, label, None
+        last = last_complete_minute(view)
+        first = last - MINUTE_WINDOWS[label] + 1
+        history = self.history.history
+        history.expire(view["generated_at_ms"] // 60_000)
+        rows = history.series(self.feed.snapshots, first_minute=first, last_minute=last)
+        return view, label, MinuteSeries(first, rows, self.history.caught_up)
 
     def health(self, view: dict, now_ms: int) -> dict:
         """Kafka reachable, every partition's statistics advancing (a live aggregator commits each

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..config import Settings
+from ..history import RETENTION_HOURS
 from .clients import base_config
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class TopicSpec:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """``events``, its per-partition snapshots (compacted) and the dead-letter topic."""
+    """``events``, its per-partition snapshots (compacted), the per-minute history (compacted, and
+    deleted after a day and an hour) and the dead-letter topic."""
     return [
         TopicSpec(settings.events_topic, settings.events_partitions),
         TopicSpec(settings.statistics_topic, settings.events_partitions, {
@@ -34,6 +36,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "segment.ms": "600000",
             "min.cleanable.dirty.ratio": "0.2",
             "max.message.bytes": "8388608",
+        }),
+        TopicSpec(settings.history_topic, settings.events_partitions, {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(RETENTION_HOURS * 3_600_000),
+            "segment.ms": "3600000",
         }),
         TopicSpec(settings.dlq_topic, settings.events_partitions, {"retention.ms": str(14 * 86_400_000)}),
     ]

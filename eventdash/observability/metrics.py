@@ -78,6 +78,9 @@ class DashboardMetrics:
         self.snapshots_skipped = Counter("eventdash_dashboard_snapshots_skipped_total",
                                          "records on the statistics topic that are not valid snapshots", ["reason"],
                                          registry=self.registry)
+        self.history_skipped = Counter("eventdash_dashboard_history_records_skipped_total",
+                                       "records on the history topic that are not valid history records",
+                                       registry=self.registry)
         self.pipeline_stuck = Gauge("eventdash_dashboard_pipeline_stuck",
                                     "1 while some input partition's statistics have stopped advancing",
                                     registry=self.registry)

@@ -34,6 +34,7 @@ def aggregator(monkeypatch):
     agg = Aggregator(Settings.from_env({}))
     producer = MagicMock(spec_set=Producer)
     agg.checkpoint = Checkpoint(producer, events_topic="events", statistics_topic="event_statistics",
+                                history_topic="event_history",
                                 group_metadata=lambda: None, metrics=ConsumerMetrics(), interval_seconds=0.25,
                                 heartbeat_seconds=2.0)
     agg.checkpoint.add(PartitionStats(0), 0)

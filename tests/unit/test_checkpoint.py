@@ -73,7 +73,7 @@ def producer() -> MagicMock:
 @pytest.fixture
 def make_checkpoint(producer, clock):
     def make(stop: threading.Event | None = None) -> Checkpoint:
-        return Checkpoint(producer, events_topic=EVENTS, statistics_topic=STATISTICS,
+        return Checkpoint(producer, events_topic=EVENTS, statistics_topic=STATISTICS, history_topic="event_history",
                           group_metadata=lambda: METADATA, metrics=ConsumerMetrics(),
                           interval_seconds=0.25, heartbeat_seconds=2.0, stop=stop, clock=clock,
                           wall_clock_ms=lambda: WALL_MS)
@@ -108,6 +108,33 @@ def transaction_calls(producer: MagicMock) -> list[str]:
 
 
 # -- commit --------------------------------------------------------------------------------------
+
+def test_minutes_leaving_the_horizon_go_to_the_history_topic_in_the_snapshot_transaction(make_checkpoint, producer):
+    from eventdash import history
+    from eventdash.events.model import Event
+    cp = make_checkpoint()
+    state = PartitionStats(4, horizon_seconds=60)
+    t0 = 1_764_380_400_000  # a whole minute
+    for i, ts in enumerate((t0, t0 + 30_000, t0 + 61_000, t0 + 125_000)):  # the last ends minute 0's horizon
+        state.apply(Event(f"e{i}", "purchase" if i == 1 else "productview", ts, "s", "u", "p-1", "", 100, 1))
+    cp.add(state, next_offset=0)
+    cp.begin()
+    cp.processed(4, 3)
+    cp.commit()
+    calls = [(c.args[0], c.kwargs["key"], c.args[1]) for c in producer.produce.call_args_list]
+    assert [topic for topic, _, _ in calls] == [STATISTICS, "event_history"]
+    _, key, value = calls[1]
+    assert key == f"{EVENTS}:4:{t0 // 60_000}".encode()
+    assert history.decode(key, value, events_topic=EVENTS, partition=4) == history.HistoryRecord(
+        4, t0 // 60_000, (1, 0, 0, 1))
+    assert transaction_calls(producer) == ["begin_transaction", "produce", "produce",
+                                           "send_offsets_to_transaction", "commit_transaction"]
+    assert t0 // 60_000 not in snapshots.decode(calls[0][2], partition=4).minute_counts
+    producer.produce.reset_mock()
+    cp.processed(4, 4)
+    cp.commit()
+    assert [c.args[0] for c in producer.produce.call_args_list] == [STATISTICS]  # a minute is written once
+
 
 def test_commit_publishes_one_snapshot_per_dirty_partition_then_offsets_then_commits(make_checkpoint, producer):
     cp = make_checkpoint()

@@ -103,8 +103,9 @@ def test_a_busy_metrics_port_is_a_configuration_error():
 
 
 @pytest.mark.parametrize("env, named", [
-    ({"EVENTDASH_DLQ_TOPIC": "event_statistics"}, "the three topics must be distinct"),
-    ({"EVENTDASH_STATISTICS_TOPIC": "events"}, "the three topics must be distinct"),
+    ({"EVENTDASH_DLQ_TOPIC": "event_statistics"}, "the four topics must be distinct"),
+    ({"EVENTDASH_STATISTICS_TOPIC": "events"}, "the four topics must be distinct"),
+    ({"EVENTDASH_HISTORY_TOPIC": "event_statistics"}, "the four topics must be distinct"),
     ({"EVENTDASH_FUTURE_TOLERANCE_MS": "900000"}, "EVENTDASH_FUTURE_TOLERANCE_MS=900000 is invalid"),
     ({"EVENTDASH_HORIZON_SECONDS": "60", "EVENTDASH_FUTURE_TOLERANCE_MS": "60000"},
      "smaller than EVENTDASH_HORIZON_SECONDS=60"),

@@ -91,7 +91,8 @@ def make_aggregator(engine: str, monkeypatch) -> Aggregator:
     agg = Aggregator(Settings.from_env({"EVENTDASH_ENGINE": engine, "EVENTDASH_HORIZON_SECONDS": str(HORIZON),
                                         "EVENTDASH_FUTURE_TOLERANCE_MS": str(FUTURE_TOLERANCE_MS)}))
     agg.checkpoint = Checkpoint(MagicMock(spec_set=Producer), events_topic="events",
-                                statistics_topic="event_statistics", group_metadata=lambda: None,
+                                statistics_topic="event_statistics", history_topic="event_history",
+                                group_metadata=lambda: None,
                                 metrics=ConsumerMetrics(), interval_seconds=0.25, heartbeat_seconds=2.0)
     for partition in ASSIGNED:
         agg.checkpoint.add(agg.engine.new_state(partition, horizon_seconds=HORIZON), 0)

@@ -29,6 +29,7 @@ class Clock:
 
 def make_cp(producer, clock):
     return Checkpoint(producer, events_topic="events", statistics_topic="event_statistics",
+                      history_topic="event_history",
                       group_metadata=lambda: None, metrics=ConsumerMetrics(), interval_seconds=0.25,
                       heartbeat_seconds=HEARTBEAT_SECONDS, clock=clock, wall_clock_ms=lambda: int(clock.now * 1000))
 
