@@ -126,6 +126,7 @@ def eventdash_env(bootstrap: str, topics: dict[str, str], **extra: str) -> dict[
         "EVENTDASH_EVENTS_TOPIC": topics["events"],
         "EVENTDASH_STATISTICS_TOPIC": topics["statistics"],
         "EVENTDASH_DLQ_TOPIC": topics["dlq"],
+        "EVENTDASH_HISTORY_TOPIC": topics["history"],
         "EVENTDASH_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
         "EVENTDASH_TRANSACTIONAL_ID": f"bench-{uuid.uuid4().hex[:8]}",
         "EVENTDASH_PRODUCER_METRICS_PORT": "0",
@@ -138,7 +139,7 @@ def eventdash_env(bootstrap: str, topics: dict[str, str], **extra: str) -> dict[
 def eventdash_topics(prefix: str) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:8]
     return {"events": f"{prefix}-events-{suffix}", "statistics": f"{prefix}-stats-{suffix}",
-            "dlq": f"{prefix}-dlq-{suffix}"}
+            "dlq": f"{prefix}-dlq-{suffix}", "history": f"{prefix}-history-{suffix}"}
 
 
 def rss_mb(pid: int) -> float:

@@ -3,7 +3,12 @@
   "use strict";
   const TYPES = ["productview", "addtobasket", "removefrombasket", "purchase"];
   const LABELS = { productview: "Views", addtobasket: "Adds", removefrombasket: "Removes", purchase: "Purchases" };
-  const WINDOW_SECONDS = { "1m": 60, "5m": 300, "15m": 900 };
+  const WINDOW_SECONDS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400 };
+  // Per-minute windows (eventdash/history.py): fetched whole from /api/stats?window=, refreshed every
+  // MINUTE_REFRESH_MS; the funnel and top products cover at most the last 15 minutes.
+  const MINUTE_WINDOWS = new Set(["1h", "6h", "24h"]);
+  const WINDOW_LABELS = { "1m": "1 min", "5m": "5 min", "15m": "15 min", "1h": "1 h", "6h": "6 h", "24h": "24 h" };
+  const MINUTE_REFRESH_MS = 10000;
   const HISTORY_SECONDS = 900;
   const STALE_MS = 6000; // no message for this long while connected: data is stale
 
@@ -21,6 +26,8 @@
   let lastMessageAt = 0;
   let connected = false;
   const history = new Map(); // epoch second -> [4 counts]
+  let minuteDoc = null; // the selected per-minute window's document, as fetched
+  const detailKey = () => (MINUTE_WINDOWS.has(windowKey) ? "15m" : windowKey);
 
   // ---- connection indicator -------------------------------------------------------------
   function setConnection(state, text) {
@@ -71,6 +78,7 @@
     return Math.min(last, Math.floor(Math.min(...active) / 1000) - 1);
   }
   function chartData() {
+    if (MINUTE_WINDOWS.has(windowKey)) return minuteChartData();
     const span = WINDOW_SECONDS[windowKey];
     const end = completeThrough();
     const xs = [], ys = TYPES.map(() => []);
@@ -80,6 +88,31 @@
       TYPES.forEach((_, i) => ys[i].push(row ? row[i] : 0));
     }
     return [xs].concat(ys);
+  }
+  // A per-minute window is drawn as each minute's mean events/s, on the same axis as the seconds.
+  function minuteChartData() {
+    const xs = [], ys = TYPES.map(() => []);
+    const series = minuteDoc && minuteDoc.window.label === windowKey ? minuteDoc.series : null;
+    if (series) {
+      series.by_type[TYPES[0]].forEach((_, i) => {
+        xs.push(series.start_s + i * series.step_s);
+        TYPES.forEach((t, k) => ys[k].push(series.by_type[t][i] / series.step_s));
+      });
+    }
+    return [xs].concat(ys);
+  }
+  let minuteRequest = 0;
+  function fetchMinutes() {
+    if (!MINUTE_WINDOWS.has(windowKey)) return;
+    const key = windowKey, ticket = ++minuteRequest;
+    fetch("/api/stats?window=" + key, { cache: "no-store" }).then((r) => (r.ok ? r.json() : null)).then((doc) => {
+      if (!doc || ticket !== minuteRequest || key !== windowKey) return;
+      minuteDoc = doc;
+      const wasPaused = paused;
+      paused = false; // what was asked for is shown, even while paused
+      render();
+      paused = wasPaused;
+    }).catch(() => {});
   }
   function mergeSeries(series) {
     if (!series || !series.by_type) return;
@@ -135,9 +168,13 @@
     if (!latest || (paused && shownOnce)) return;
     shownOnce = true;
     const s = latest;
-    const w = s.windows[windowKey];
+    const w = s.windows[detailKey()];
     setText("kpi-rate", rateFmt.format(s.events_per_second));
     for (const t of TYPES) setText("kpi-total-" + t, intFmt.format(s.totals[t]));
+    const minutes = MINUTE_WINDOWS.has(windowKey) && minuteDoc && minuteDoc.window.label === windowKey ? minuteDoc : null;
+    setText("series-note", !MINUTE_WINDOWS.has(windowKey) ? "" : !minutes ? "loading…" :
+      "per-minute means · " + intFmt.format(minutes.window.events) + " events" +
+      (minutes.window.complete ? "" : " · history still loading"));
     setText("kpi-revenue", moneyFmt.format(s.revenue));
     setText("kpi-conversion", w.funnel.conversion_rate == null ? "–" : pctFmt.format(w.funnel.conversion_rate));
     setText("kpi-invalid", intFmt.format(s.invalid_total));
@@ -191,10 +228,12 @@
   function selectWindow(key) {
     windowKey = key;
     document.querySelectorAll(".window-picker button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.window === key)));
-    const label = { "1m": "1 min", "5m": "5 min", "15m": "15 min" }[key];
-    document.querySelectorAll(".window-label").forEach((el) => { el.textContent = label; });
+    setText("series-window", WINDOW_LABELS[key]);
+    document.querySelectorAll(".detail-window").forEach((el) => { el.textContent = WINDOW_LABELS[detailKey()]; });
     $("download-series").href = "/api/series.csv?window=" + key;
-    $("download-top").href = "/api/top.csv?window=" + key;
+    $("download-top").href = "/api/top.csv?window=" + detailKey();
+    minuteDoc = null;
+    fetchMinutes();
     saveView();
     const wasPaused = paused;
     paused = false; // a new window is shown at once, even while paused
@@ -228,7 +267,7 @@
     paused = next;
     $("pause").setAttribute("aria-pressed", String(paused));
     $("pause").textContent = paused ? "Resume" : "Pause";
-    if (!paused) { held = 0; render(); if (chart) chart.setData(chartData()); }
+    if (!paused) { held = 0; fetchMinutes(); render(); if (chart) chart.setData(chartData()); }
     setText("held", paused && held ? "+" + intFmt.format(held) + " updates" : "");
     saveView();
   }
@@ -389,7 +428,11 @@
     seq = latest.seq = delta.seq;
     received();
   });
-  socket.on("connect", () => { seq = null; resyncAsked = false; if (tailOpen) socket.emit("tail", { open: true }); });
+  socket.on("connect", () => {
+    seq = null; resyncAsked = false;
+    if (tailOpen) socket.emit("tail", { open: true });
+    fetchMinutes(); // a reconnected page gets the whole per-minute range again at once
+  });
   socket.on("tail", onTail);
   $("tail-toggle").addEventListener("click", () => setTailOpen(!tailOpen));
   $("tail-pause").addEventListener("click", () => setTailPaused(!tailPaused));
@@ -398,5 +441,7 @@
   setInterval(() => { refreshConnection(); if (chart && !paused) chart.setData(chartData()); }, 1000);
   pollDeadLetters();
   setInterval(pollDeadLetters, 5000);
-  window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, completeThrough, socket };
+  setInterval(() => { if (!paused) fetchMinutes(); }, MINUTE_REFRESH_MS);
+  window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, get minuteDoc() { return minuteDoc; },
+    completeThrough, socket };
 })();

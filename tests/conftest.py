@@ -46,6 +46,7 @@ def stack_env(kafka):
             "EVENTDASH_EVENTS_TOPIC": f"events-{suffix}",
             "EVENTDASH_STATISTICS_TOPIC": f"event_statistics-{suffix}",
             "EVENTDASH_DLQ_TOPIC": f"events.dlq-{suffix}",
+            "EVENTDASH_HISTORY_TOPIC": f"event_history-{suffix}",
             "EVENTDASH_CONSUMER_GROUP": f"aggregator-{suffix}",
             "EVENTDASH_TRANSACTIONAL_ID": f"aggregator-{suffix}-0",
             "EVENTDASH_SNAPSHOT_INTERVAL_MS": "200",
