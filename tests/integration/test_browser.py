@@ -373,3 +373,57 @@ def test_the_live_event_tail_panel_filters_pauses_and_lives_in_the_url(page, sta
     assert page.locator("#tail-type").input_value() == "purchase"
     page.locator("#tail-toggle").click()
     assert page.locator("#tail-body").is_hidden() and "tail=" not in page.url
+
+
+def test_hour_windows_show_their_whole_range_at_once_on_a_phone_in_dark_mode(browser, stack_env, start_program,
+                                                                            start_dashboard):
+    """2.5 hours of event time (accelerated): the 24 h and 1 h windows draw every minute as soon as they
+    are picked or opened from a link, with the exact counts, on a 390 px dark page and a desktop one."""
+
+    from .test_history import plan, produce_plan
+    env = stack_env()
+    counts = plan(time.time_ns() // 60_000_000_000)
+    start_program("consumer", ["consume"], env)
+    bootstrap, events_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"]
+    wait_until(lambda: events_topic in Producer({"bootstrap.servers": bootstrap}).list_topics(timeout=5).topics,
+               what="the events topic", timeout=60)
+    totals = produce_plan(bootstrap, events_topic, counts)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, totals_equal(dict(totals)), what="every event counted")
+    wait_until(lambda: requests.get(f"{base}/api/stats?window=24h", timeout=5).json()["window"]["complete"],
+               what="the history read", timeout=30)
+
+    def drawn(page) -> dict:
+        return page.evaluate("""(() => { const d = window.eventdash.chart.data;
+            return {points: d[0].length, step: d[0].length > 1 ? d[0][1] - d[0][0] : null,
+                    first: d[0][0], per_type: d.slice(1).map((ys) => Math.round(ys.reduce((a, b) => a + b, 0) * 60))};
+            })()""")
+
+    def expected_from(first_s: int, minutes: int) -> list[int]:
+        rows = [counts.get(first_s // 60 + k, [0, 0, 0, 0]) for k in range(minutes)]
+        return [sum(row[i] for row in rows) for i in range(4)]
+
+    for scheme, width in (("dark", 390), ("light", 1280)):
+        context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme,
+                                      bypass_csp=True)
+        page = context.new_page()
+        page.goto(f"{base}/?window=24h&theme={scheme}")
+        page.wait_for_function("window.eventdash.minuteDoc !== null && window.eventdash.chart.data[0].length > 0",
+                               timeout=20_000)
+        shown = drawn(page)
+        assert shown["points"] == 1440 and shown["step"] == 60
+        assert shown["per_type"] == expected_from(shown["first"], 1440) == [totals[t] for t in EVENT_TYPES]
+        assert page.locator("#series-window").inner_text() == "24 h"
+        assert {el.inner_text() for el in page.locator(".detail-window").all()} == {"15 min"}
+        assert page.locator("#download-top").get_attribute("href") == "/api/top.csv?window=15m"
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+        page.locator('.window-picker button[data-window="1h"]').click()
+        page.wait_for_function("window.eventdash.chart.data[0].length === 60", timeout=10_000)
+        shown = drawn(page)
+        assert shown["per_type"] == expected_from(shown["first"], 60)
+        assert "window=1h" in page.url
+        assert page.locator("#download-series").get_attribute("href") == "/api/series.csv?window=1h"
+        page.locator('.window-picker button[data-window="5m"]').click()  # back to seconds: 300 of them
+        page.wait_for_function("window.eventdash.chart.data[0].length === 300", timeout=10_000)
+        context.close()
