@@ -51,6 +51,7 @@
   let chart = null;
   // Times only (no date line), at least 90 px apart: labels never overlap, at any width.
   const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const minuteFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
   const X_LABEL_SPACE = 90;
   function makeChart() {
     const el = $("chart");
@@ -60,7 +61,7 @@
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
         { stroke: cssVar("--muted"), grid, ticks: grid, space: X_LABEL_SPACE,
-          values: (u, splits) => splits.map((s) => timeFmt.format(new Date(s * 1000))) },
+          values: (u, splits) => splits.map((s) => (MINUTE_WINDOWS.has(windowKey) ? minuteFmt : timeFmt).format(new Date(s * 1000))) },
         { stroke: cssVar("--muted"), grid, ticks: grid, label: "events/s" },
       ],
       series: [{}].concat(TYPES.map((t) => ({ label: LABELS[t], stroke: cssVar("--c-" + t), width: 2, points: { show: false } }))),
