@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 VERSION = 1
 RETENTION_HOURS = 25  # the longest window (24 h) and an hour to spare
-KEEP_MINUTES = 24 * 60  # what a reader keeps per partition: the longest window
+# What a reader keeps per partition: the longest window, ending up to an hour back (a window ends
+# at the last complete minute, which is behind now while the pipeline lags).
+KEEP_MINUTES = RETENTION_HOURS * 60
 MAX_RECORD_BYTES = 256
 WINDOWS = {"1h": 60, "6h": 360, "24h": 1440}  # window -> minutes
 Counts = tuple[int, int, int, int]
@@ -76,7 +78,8 @@ def decode(key: bytes | None, value: bytes | None, *, events_topic: str, partiti
 
 
 class MinuteHistory:
-    """Final per-minute counts read from the history topic: at most :data:`KEEP_MINUTES` per
+    """Final per-minute counts read from the history topic: the minutes from ``now - KEEP_MINUTES``
+    to ``now`` (a minute is final only once it is past), so at most :data:`KEEP_MINUTES` + 1 per
     partition, for at most ``max_partitions`` partitions."""
 
     def __init__(self, max_partitions: int):
@@ -85,22 +88,20 @@ class MinuteHistory:
         self._expired_at: int | None = None
 
     def add(self, record: HistoryRecord, *, now_minute: int) -> bool:
-        """Keep ``record`` if its minute is recent enough (and its partition one of ours)."""
-        if record.partition >= self.max_partitions or record.minute <= now_minute - KEEP_MINUTES:
+        """Keep ``record`` if its minute is in the kept range (and its partition one of ours)."""
+        self.expire(now_minute)
+        if (record.partition >= self.max_partitions
+                or not now_minute - KEEP_MINUTES <= record.minute <= now_minute):
             return False
-        minutes = self._minutes.setdefault(record.partition, {})
-        minutes[record.minute] = record.counts
-        if len(minutes) > KEEP_MINUTES:  # only minutes from the future: keep the oldest day of them
-            for minute in sorted(minutes)[KEEP_MINUTES:]:
-                del minutes[minute]
+        self._minutes.setdefault(record.partition, {})[record.minute] = record.counts
         return True
 
     def expire(self, now_minute: int) -> None:
-        """Forget minutes older than the longest window (the work is done once a minute)."""
+        """Forget minutes older than the kept range (the work is done once a minute)."""
         if now_minute == self._expired_at:
             return
         self._expired_at = now_minute
-        oldest = now_minute - KEEP_MINUTES + 1
+        oldest = now_minute - KEEP_MINUTES
         for minutes in self._minutes.values():
             for minute in [m for m in minutes if m < oldest]:
                 del minutes[minute]
@@ -108,12 +109,15 @@ class MinuteHistory:
     def __len__(self) -> int:
         return sum(len(m) for m in self._minutes.values())
 
-    def series(self, snapshots: Mapping[int, Snapshot], *, first_minute: int, last_minute: int) -> list[Counts]:
-        """Counts per minute from ``first_minute`` to ``last_minute`` (inclusive), summed over
+    def series(self, snapshots: Mapping[int, Snapshot], *, first_minute: int, last_minute: int,
+               input_partitions: int | None = None) -> list[Counts]:
+        """Counts per minute from ``first_minute`` to ``last_minute`` (inclusive), summed over the input
         partitions: each partition's final record, else its snapshot's row, else nothing."""
         length = last_minute - first_minute + 1
         sums = [[0, 0, 0, 0] for _ in range(max(0, length))]
         for partition in set(self._minutes) | set(snapshots):
+            if input_partitions is not None and partition >= input_partitions:
+                continue  # the history topic may have more partitions than events
             final = self._minutes.get(partition, {})
             snap = snapshots.get(partition)
             current = snap.minute_counts if snap is not None else {}

@@ -15,6 +15,7 @@ without ``minute_counts``, are still read)::
      "invalid": {"not_json": 1}, "late_total": 0,
      "seconds": [[epoch_second, views, adds, removes, purchases], ...],
      "minute_counts": [[epoch_minute, views, adds, removes, purchases], ...],
+     "finished_through_minute": 29406325,
      "minutes": [{"minute": m, "viewed": "<base64 zlib HLL>", "added": ..., "purchased": ...,
                   "views": {"p-001": 4}, "purchases": {"p-001": 1}}, ...],
      "product_names": {"p-001": "Espresso cups"}}
@@ -22,7 +23,9 @@ without ``minute_counts``, are still read)::
 ``minute_counts`` are the per-minute counts of every minute with a second in the horizon, exact
 even for the oldest one whose first seconds have left ``seconds``. A minute that leaves the horizon
 entirely is final: the aggregator publishes it to the history topic (:mod:`eventdash.history`) in
-the same transaction.
+the same transaction, and ``finished_through_minute`` (the newest final minute, -1 for none) keeps
+it final even if the state is restored with a longer horizon. A version 1 or 2 snapshot derives both
+from its seconds: its oldest minute may then be short of the seconds that had already left.
 
 ``revenue_cents`` is a decimal string: exact integer cents of any size, which JSON numbers are
 not. Every map and list is bounded by the limits below; :func:`worst_case_bytes` is the largest
@@ -138,6 +141,7 @@ class Snapshot:
     product_names: dict[str, str]
     # every minute with a second in the horizon -> its counts per type (exact: see the module doc)
     minute_counts: dict[int, tuple[int, int, int, int]]
+    finished_through_minute: int  # minutes up to this one are final (on the history topic)
 
 
 # -- key ---------------------------------------------------------------------------------------
@@ -177,6 +181,7 @@ def encode(snapshot: Snapshot) -> bytes:
         "late_total": snapshot.late_total,
         "seconds": [[second, *counts] for second, counts in sorted(snapshot.seconds.items())],
         "minute_counts": [[minute, *counts] for minute, counts in sorted(snapshot.minute_counts.items())],
+        "finished_through_minute": snapshot.finished_through_minute,
         "minutes": [{"minute": minute,
                      **{stage: encode_sketch(m.sketches[stage]) for stage in FUNNEL_STAGES},
                      "views": m.views, "purchases": m.purchases}
@@ -305,8 +310,14 @@ def _decode(raw: bytes | None, partition: int) -> Snapshot:
         if not newest_second - horizon < row[0] <= newest_second:
             raise _fail(f"second {row[0]} is outside the horizon up to the watermark")
         seconds[row[0]] = (row[1], row[2], row[3], row[4])
-    minute_counts = (_minute_counts(doc.get("minute_counts"), newest_second, horizon) if doc["v"] >= 3
-                     else minute_counts_of(seconds))
+    if doc["v"] >= 3:
+        finished_through = doc.get("finished_through_minute")
+        if type(finished_through) is not int or not -1 <= finished_through <= newest_second // 60:
+            raise _fail("finished_through_minute must be a minute up to the watermark's, or -1")
+        minute_counts = _minute_counts(doc.get("minute_counts"), newest_second, horizon, finished_through)
+    else:
+        finished_through = max(-1, (newest_second - horizon + 1) // 60 - 1)
+        minute_counts = minute_counts_of(seconds)
     minutes_doc = doc.get("minutes")
     if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES:
         raise _fail(f"minutes must be a list of at most {FUNNEL_MINUTES} buckets")
@@ -328,6 +339,7 @@ def _decode(raw: bytes | None, partition: int) -> Snapshot:
         minutes=dict(_minute(m, newest_second // 60) for m in minutes_doc),
         product_names=names,
         minute_counts=minute_counts,
+        finished_through_minute=finished_through,
     )
 
 
@@ -342,11 +354,12 @@ def minute_counts_of(seconds: Mapping[int, tuple[int, ...]]) -> dict[int, tuple[
     return {minute: tuple(counts) for minute, counts in sorted(sums.items())}
 
 
-def _minute_counts(rows: object, newest_second: int, horizon: int) -> dict[int, tuple[int, int, int, int]]:
+def _minute_counts(rows: object, newest_second: int, horizon: int,
+                   finished_through: int) -> dict[int, tuple[int, int, int, int]]:
     limit = count_minutes(horizon)
     if type(rows) is not list or len(rows) > limit:
         raise _fail(f"minute_counts must be a list of at most {limit} rows")
-    oldest_minute = (newest_second - horizon + 1) // 60
+    oldest_minute = max((newest_second - horizon + 1) // 60, finished_through + 1)
     counts = {}
     for row in rows:
         if (type(row) is not list or len(row) != 5

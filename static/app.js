@@ -103,14 +103,16 @@
     return [xs].concat(ys);
   }
   let minuteRequest = 0;
-  function fetchMinutes() {
+  // shown: render it even while paused (the window was just picked); else a paused page only keeps it
+  function fetchMinutes(shown) {
     if (!MINUTE_WINDOWS.has(windowKey)) return;
     const key = windowKey, ticket = ++minuteRequest;
     fetch("/api/stats?window=" + key, { cache: "no-store" }).then((r) => (r.ok ? r.json() : null)).then((doc) => {
       if (!doc || ticket !== minuteRequest || key !== windowKey) return;
+      if (paused && !shown && minuteDoc) return;
       minuteDoc = doc;
       const wasPaused = paused;
-      paused = false; // what was asked for is shown, even while paused
+      paused = false;
       render();
       paused = wasPaused;
     }).catch(() => {});
@@ -234,7 +236,7 @@
     $("download-series").href = "/api/series.csv?window=" + key;
     $("download-top").href = "/api/top.csv?window=" + detailKey();
     minuteDoc = null;
-    fetchMinutes();
+    fetchMinutes(true);
     saveView();
     const wasPaused = paused;
     paused = false; // a new window is shown at once, even while paused
@@ -268,7 +270,7 @@
     paused = next;
     $("pause").setAttribute("aria-pressed", String(paused));
     $("pause").textContent = paused ? "Resume" : "Pause";
-    if (!paused) { held = 0; fetchMinutes(); render(); if (chart) chart.setData(chartData()); }
+    if (!paused) { held = 0; fetchMinutes(true); render(); if (chart) chart.setData(chartData()); }
     setText("held", paused && held ? "+" + intFmt.format(held) + " updates" : "");
     saveView();
   }
@@ -432,7 +434,7 @@
   socket.on("connect", () => {
     seq = null; resyncAsked = false;
     if (tailOpen) socket.emit("tail", { open: true });
-    fetchMinutes(); // a reconnected page gets the whole per-minute range again at once
+    fetchMinutes(false); // a reconnected page gets the whole per-minute range again at once (held if paused)
   });
   socket.on("tail", onTail);
   $("tail-toggle").addEventListener("click", () => setTailOpen(!tailOpen));
@@ -442,7 +444,7 @@
   setInterval(() => { refreshConnection(); if (chart && !paused) chart.setData(chartData()); }, 1000);
   pollDeadLetters();
   setInterval(pollDeadLetters, 5000);
-  setInterval(() => { if (!paused) fetchMinutes(); }, MINUTE_REFRESH_MS);
+  setInterval(() => { if (!paused) fetchMinutes(false); }, MINUTE_REFRESH_MS);
   window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, get minuteDoc() { return minuteDoc; },
     completeThrough, socket };
 })();

@@ -1,8 +1,8 @@
 """Read the per-minute history topic inside the dashboard, from its start, never blocking the loop.
 
 The topic holds one final record per input partition and minute for the last 25 hours (see
-:mod:`eventdash.history`), so reading it whole at start is at most 1,500 small records a
-partition. Its partitions are looked up on a native thread; after that every librdkafka call is
+:mod:`eventdash.history`; a replay after a crash rewrites some keys until compaction), so
+reading it whole at start is about 1,500 small records a partition. Its partitions are looked up on a native thread; after that every librdkafka call is
 non-blocking (:func:`~eventdash.dashboard.feed.follow`). ``caught_up`` turns true once every
 partition has been read to the end it had when the reader joined: from then on a page gets the
 whole range at once.
@@ -30,11 +30,13 @@ IDLE_SECONDS = 0.1  # new records come once a minute per partition
 class HistoryFeed:
     def __init__(self, settings: Settings, sleep: Callable[[float], None],
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 on_skip: Callable[[], None] = lambda: None):
+                 on_skip: Callable[[], None] = lambda: None,
+                 input_partitions: Callable[[], int | None] = lambda: None):
         self.settings = settings
         self._sleep = sleep
         self._clock_ms = clock_ms
         self._on_skip = on_skip
+        self.input_partitions = input_partitions
         self.history = MinuteHistory(max_partitions=0)  # replaced once the topic's partitions are known
         self._at_end: set[int] = set()
         self._partitions: int | None = None
@@ -50,17 +52,20 @@ class HistoryFeed:
 
     def run(self) -> None:
         s = self.settings
+        self._running = True
+        self._at_end, self._partitions = set(), None  # a restarted feed reads everything again
         lookup = run_off_loop()
         partitions = lookup(self._partition_ids)
-        while not partitions:  # no history topic yet (the aggregator creates it)
+        while not partitions and self._running:  # no history topic yet (the aggregator creates it)
             self._sleep(5.0)
             partitions = lookup(self._partition_ids)
+        if not partitions:
+            return
         self.history = MinuteHistory(max_partitions=max(partitions) + 1)
         self._partitions = len(partitions)
         consumer = make_consumer(s, "dashboard-history", f"eventdash-dashboard-history-{uuid.uuid4().hex}",
                                  **{"enable.partition.eof": True})
         consumer.assign([TopicPartition(s.history_topic, p, OFFSET_BEGINNING) for p in partitions])
-        self._running = True
         logger.info("reading the per-minute history of %s from %s (%d partitions)", s.events_topic,
                     s.history_topic, len(partitions))
         try:

@@ -48,7 +48,8 @@ class LiveStats:
                                    input_partitions=lambda: self.lag_monitor.partitions)
         self.dead_letters = DeadLetterFeed(settings, socketio.sleep)
         self.history = HistoryFeed(settings, socketio.sleep,
-                                   on_skip=metrics.history_skipped.inc)
+                                   on_skip=metrics.history_skipped.inc,
+                                   input_partitions=lambda: self.lag_monitor.partitions)
         self.tail = EventTail(settings, socketio.sleep, wanted=lambda: self._has_members(TAIL_ROOM),
                               partitions=lambda: self.lag_monitor.partitions)
         self.programs: list[dict] = []
@@ -97,7 +98,8 @@ class LiveStats:
         first = last - MINUTE_WINDOWS[label] + 1
         history = self.history.history
         history.expire(view["generated_at_ms"] // 60_000)
-        rows = history.series(self.feed.snapshots, first_minute=first, last_minute=last)
+        rows = history.series(self.feed.snapshots, first_minute=first, last_minute=last,
+                              input_partitions=self.lag_monitor.partitions)
         return view, label, MinuteSeries(first, rows, self.history.caught_up)
 
     def health(self, view: dict, now_ms: int) -> dict:

@@ -64,7 +64,7 @@ class NativePartitionStats:
         return [(minute, tuple(counts)) for minute, counts in self.core.take_finished_minutes()]
 
     def to_snapshot(self, *, next_offset: int, updated_at_ms: int) -> Snapshot:
-        totals, late_total, watermark_ms, seconds, minutes, names, minute_counts = self.core.export()
+        totals, late_total, watermark_ms, seconds, minutes, names, minute_counts, finished = self.core.export()
         return Snapshot(
             partition=self.partition,
             next_offset=next_offset,
@@ -81,6 +81,7 @@ class NativePartitionStats:
                      for minute, sketches, views, purchases in minutes},
             product_names=dict(names),
             minute_counts={minute: tuple(counts) for minute, counts in minute_counts},
+            finished_through_minute=finished,
         )
 
     def load(self, snapshot: Snapshot) -> None:
@@ -91,7 +92,8 @@ class NativePartitionStats:
             [(minute, [bytes(summary.sketches[stage].registers) for stage in FUNNEL_STAGES],
               list(summary.views.items()), list(summary.purchases.items()))
              for minute, summary in sorted(snapshot.minutes.items())],
-            list(snapshot.product_names.items()), list(snapshot.minute_counts.items()))
+            list(snapshot.product_names.items()), list(snapshot.minute_counts.items()),
+            snapshot.finished_through_minute)
         self.invalid = dict(snapshot.invalid)
 
 

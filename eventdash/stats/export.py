@@ -16,7 +16,7 @@ from typing import NamedTuple
 from ..events.model import EVENT_TYPES
 from ..history import WINDOWS as MINUTE_WINDOWS
 from ..history import Counts
-from .view import WINDOWS
+from .view import WINDOWS, json_safe_integer
 
 ACTIVE_PARTITION_MS = 60_000
 # The view exports are cut from: the longest window, ending up to a minute before now.
@@ -97,13 +97,14 @@ def _minute_window_document(view: dict, label: str, minutes: MinuteSeries | None
     if minutes is None or len(minutes.rows) != MINUTE_WINDOWS[label]:
         raise ValueError(f"the {label} window needs its {MINUTE_WINDOWS[label]} minutes")
     counts = [sum(row[i] for row in minutes.rows) for i in range(4)]
+    safe = json_safe_integer  # sums of many partitions' minutes may pass what JavaScript keeps exact
     return {
         **{key: view[key] for key in _KEEP if key in view},
-        "window": {"label": label, "counts": dict(zip(EVENT_TYPES, counts, strict=True)), "events": sum(counts),
-                   "events_per_second": round(sum(counts) / (len(minutes.rows) * 60), 3),
+        "window": {"label": label, "counts": {name: safe(n) for name, n in zip(EVENT_TYPES, counts, strict=True)},
+                   "events": safe(sum(counts)), "events_per_second": round(sum(counts) / (len(minutes.rows) * 60), 3),
                    "complete": minutes.complete},
         "series": {"start_s": minutes.first_minute * 60, "step_s": 60,
-                   "by_type": {name: [row[i] for row in minutes.rows] for i, name in enumerate(EVENT_TYPES)}},
+                   "by_type": {name: [safe(row[i]) for row in minutes.rows] for i, name in enumerate(EVENT_TYPES)}},
     }
 
 

@@ -52,6 +52,9 @@ class PartitionStats:
         self.watermark_ms = 0
         self.seconds: dict[int, list[int]] = {}
         self.minute_counts: dict[int, list[int]] = {}
+        # Minutes up to here are final (published, or older than any horizon this state had): never
+        # counted again, even after a restore with a longer horizon.
+        self.finished_through_minute = -1
         self.finished_minutes: list[tuple[int, tuple[int, int, int, int]]] = []
         self.minutes: dict[int, MinuteBucket] = {}
         self.product_names: dict[str, str] = {}
@@ -80,10 +83,11 @@ class PartitionStats:
         type_index = TYPE_INDEX[event.type]
         counts[type_index] += 1
         minute = ts // 60_000
-        minute_counts = self.minute_counts.get(minute)
-        if minute_counts is None:
-            minute_counts = self.minute_counts[minute] = [0, 0, 0, 0]
-        minute_counts[type_index] += 1
+        if minute > self.finished_through_minute:
+            minute_counts = self.minute_counts.get(minute)
+            if minute_counts is None:
+                minute_counts = self.minute_counts[minute] = [0, 0, 0, 0]
+            minute_counts[type_index] += 1
         stage = FUNNEL_STAGES.get(event.type)
         if stage is None:
             return
@@ -122,6 +126,7 @@ class PartitionStats:
             for second in [s for s in self.seconds if s < oldest_second]:
                 del self.seconds[second]
         oldest_count_minute = oldest_second // 60  # the oldest minute with a second in the horizon
+        self.finished_through_minute = max(self.finished_through_minute, oldest_count_minute - 1)
         if self.minute_counts and min(self.minute_counts) < oldest_count_minute:
             for minute in sorted(m for m in self.minute_counts if m < oldest_count_minute):
                 self.finished_minutes.append((minute, tuple(self.minute_counts.pop(minute))))
@@ -161,6 +166,7 @@ class PartitionStats:
                      for minute, b in self.minutes.items()},
             product_names=dict(self.product_names),
             minute_counts={minute: tuple(counts) for minute, counts in self.minute_counts.items()},
+            finished_through_minute=self.finished_through_minute,
         )
 
     @classmethod
@@ -174,6 +180,7 @@ class PartitionStats:
         stats.watermark_ms = snapshot.watermark_ms
         stats.seconds = {second: list(counts) for second, counts in snapshot.seconds.items()}
         stats.minute_counts = {minute: list(counts) for minute, counts in snapshot.minute_counts.items()}
+        stats.finished_through_minute = snapshot.finished_through_minute
         for minute, summary in snapshot.minutes.items():
             bucket = stats.minutes[minute] = MinuteBucket()
             bucket.sketches = {stage: HyperLogLog(bytearray(summary.sketches[stage].registers))

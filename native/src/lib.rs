@@ -181,6 +181,7 @@ pub struct PartitionCore {
     seconds: BTreeMap<i64, [u64; 4]>,
     minute_counts: BTreeMap<i64, [u64; 4]>, // every minute with a second in the horizon
     finished_minutes: Vec<(i64, [u64; 4])>, // minutes that left the horizon, until taken
+    finished_through_minute: i64, // minutes up to this one are final: never counted again
     minutes: BTreeMap<i64, MinuteBucket>,
     product_names: IndexMap<String, String, FxBuildHasher>,
     session_hashes: FxHashMap<String, u64>, // at most SESSION_HASH_CACHE entries, then cleared
@@ -251,7 +252,9 @@ impl PartitionCore {
         }
         self.seconds.entry(second).or_insert([0; 4])[t] += 1;
         let minute = ts.div_euclid(60_000);
-        self.minute_counts.entry(minute).or_insert([0; 4])[t] += 1;
+        if minute > self.finished_through_minute {
+            self.minute_counts.entry(minute).or_insert([0; 4])[t] += 1;
+        }
         let stage = match t {
             PRODUCTVIEW => 0,
             ADDTOBASKET => 1,
@@ -319,6 +322,7 @@ impl PartitionCore {
             self.seconds = self.seconds.split_off(&oldest_second);
         }
         let oldest_count_minute = oldest_second.div_euclid(60);
+        self.finished_through_minute = self.finished_through_minute.max(oldest_count_minute - 1);
         if matches!(self.minute_counts.keys().next(), Some(first) if *first < oldest_count_minute) {
             let kept = self.minute_counts.split_off(&oldest_count_minute);
             let finished = std::mem::replace(&mut self.minute_counts, kept);
@@ -336,7 +340,7 @@ impl PartitionCore {
 type Totals = Vec<(u128, u128, u128)>;
 type MinuteExport<'py> = (i64, Vec<Bound<'py, PyBytes>>, Vec<(String, u64)>, Vec<(String, u64)>);
 type Export<'py> = (Totals, u64, i64, Vec<(i64, [u64; 4])>, Vec<MinuteExport<'py>>, Vec<(String, String)>,
-                    Vec<(i64, [u64; 4])>);
+                    Vec<(i64, [u64; 4])>, i64);
 
 #[pymethods]
 impl PartitionCore {
@@ -349,7 +353,7 @@ impl PartitionCore {
         Ok(PartitionCore {
             horizon_seconds, funnel_minutes, max_candidates: max_product_candidates, precision: hll_precision,
             totals: [[0; 3]; 4], late_total: 0, watermark_ms: 0, seconds: BTreeMap::new(),
-            minute_counts: BTreeMap::new(), finished_minutes: Vec::new(), minutes: BTreeMap::new(), product_names: IndexMap::default(), session_hashes: FxHashMap::default(),
+            minute_counts: BTreeMap::new(), finished_minutes: Vec::new(), finished_through_minute: -1, minutes: BTreeMap::new(), product_names: IndexMap::default(), session_hashes: FxHashMap::default(),
         })
     }
 
@@ -379,8 +383,8 @@ impl PartitionCore {
         std::mem::take(&mut self.finished_minutes)
     }
 
-    /// (totals, late_total, watermark_ms, seconds, minutes, product_names, minute_counts), in the
-    /// reference's orders.
+    /// (totals, late_total, watermark_ms, seconds, minutes, product_names, minute_counts,
+    /// finished_through_minute), in the reference's orders.
     fn export<'py>(&self, py: Python<'py>) -> Export<'py> {
         let totals = self.totals.iter().map(|t| (t[0], t[1], t[2])).collect();
         let seconds = self.seconds.iter().map(|(s, c)| (*s, *c)).collect();
@@ -392,7 +396,8 @@ impl PartitionCore {
         }).collect();
         let names = self.product_names.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let minute_counts = self.minute_counts.iter().map(|(m, c)| (*m, *c)).collect();
-        (totals, self.late_total, self.watermark_ms, seconds, minutes, names, minute_counts)
+        (totals, self.late_total, self.watermark_ms, seconds, minutes, names, minute_counts,
+         self.finished_through_minute)
     }
 
     /// The state of a decoded snapshot, then the eviction `PartitionStats.from_snapshot` runs.
@@ -400,7 +405,8 @@ impl PartitionCore {
     #[allow(clippy::too_many_arguments)]
     fn load(&mut self, totals: Vec<(u128, u128, u128)>, late_total: u64, watermark_ms: i64,
             seconds: Vec<(i64, [u64; 4])>, minutes: Vec<(i64, Vec<Vec<u8>>, Vec<(String, u64)>, Vec<(String, u64)>)>,
-            product_names: Vec<(String, String)>, minute_counts: Vec<(i64, [u64; 4])>) -> PyResult<()> {
+            product_names: Vec<(String, String)>, minute_counts: Vec<(i64, [u64; 4])>,
+            finished_through_minute: i64) -> PyResult<()> {
         let registers = 1usize << self.precision;
         if totals.len() != 4 || minutes.iter().any(|(_, s, _, _)| s.len() != 3 || s.iter().any(|r| r.len() != registers)) {
             return Err(PyValueError::new_err("snapshot state of another shape"));
@@ -412,6 +418,7 @@ impl PartitionCore {
         self.watermark_ms = watermark_ms;
         self.seconds = seconds.into_iter().collect();
         self.minute_counts = minute_counts.into_iter().collect();
+        self.finished_through_minute = finished_through_minute;
         self.minutes = minutes.into_iter().map(|(minute, sketches, views, purchases)| {
             let [a, b, c]: [Vec<u8>; 3] = sketches.try_into().expect("checked above");
             (minute, MinuteBucket { sketches: [a, b, c], views: views.into_iter().collect(),

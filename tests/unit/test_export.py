@@ -32,7 +32,7 @@ def snapshot(partition: int, watermark_s: int, seconds: dict[int, tuple], views:
                     totals={t: TypeTotal(1, 1, 0) for t in TYPES}, invalid={}, late_total=0,
                     seconds=seconds, minutes={NOW_S // 60: MinuteSummary(sketches, views, {})},
                     product_names={"p-1": "=HYPERLINK(\"http://evil\")", "p-2": "Mug"},
-                    minute_counts=minute_counts_of(seconds))
+                    minute_counts=minute_counts_of(seconds), finished_through_minute=-1)
 
 
 def view(watermark_s: int = NOW_S - 1, seconds: dict | None = None) -> dict:

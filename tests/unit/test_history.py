@@ -71,7 +71,8 @@ def test_decode_never_raises_anything_else(value, key):
 def snapshot(partition: int, minute_counts: dict) -> Snapshot:
     return Snapshot(partition=partition, next_offset=1, updated_at_ms=0, watermark_ms=NOW_MINUTE * 60_000,
                     horizon_seconds=900, totals={t: TypeTotal(0, 0, 0) for t in ("productview",)}, invalid={},
-                    late_total=0, seconds={}, minutes={}, product_names={}, minute_counts=minute_counts)
+                    late_total=0, seconds={}, minutes={}, product_names={}, minute_counts=minute_counts,
+                    finished_through_minute=-1)
 
 
 def test_series_prefers_the_final_record_then_the_snapshot_row_and_sums_partitions():
@@ -84,15 +85,53 @@ def test_series_prefers_the_final_record_then_the_snapshot_row_and_sums_partitio
     assert rows == [(0, 0, 0, 0), (6, 1, 1, 2), (7, 0, 0, 0)]  # the current minute is outside the range
 
 
-def test_the_reader_keeps_at_most_a_day_per_partition_of_its_partitions():
+def test_the_reader_keeps_at_most_its_range_per_partition_of_its_partitions():
     kept = MinuteHistory(max_partitions=2)
     assert not kept.add(HistoryRecord(2, NOW_MINUTE, (1, 0, 0, 0)), now_minute=NOW_MINUTE)  # not our partition
-    assert not kept.add(HistoryRecord(0, NOW_MINUTE - KEEP_MINUTES, (1, 0, 0, 0)), now_minute=NOW_MINUTE)
-    for minute in range(NOW_MINUTE - KEEP_MINUTES + 1, NOW_MINUTE + 200):  # a day and 200 minutes from the future
-        kept.add(HistoryRecord(0, minute, (1, 0, 0, 0)), now_minute=NOW_MINUTE)
-    assert len(kept) == KEEP_MINUTES  # the bound
-    kept.expire(NOW_MINUTE + 100)
-    assert len(kept) == KEEP_MINUTES - 100
+    assert not kept.add(HistoryRecord(0, NOW_MINUTE - KEEP_MINUTES - 1, (1, 0, 0, 0)), now_minute=NOW_MINUTE)
+    assert not kept.add(HistoryRecord(0, NOW_MINUTE + 1, (1, 0, 0, 0)), now_minute=NOW_MINUTE)  # not final yet
+    for minute in range(NOW_MINUTE - KEEP_MINUTES, NOW_MINUTE + 1):
+        assert kept.add(HistoryRecord(0, minute, (1, 0, 0, 0)), now_minute=NOW_MINUTE)
+    assert len(kept) == KEEP_MINUTES + 1  # the bound
+    # A day later, without a single request for a minute window, new minutes still get in and old ones go.
+    for minute in range(NOW_MINUTE + 1, NOW_MINUTE + 1441):
+        assert kept.add(HistoryRecord(0, minute, (1, 0, 0, 0)), now_minute=minute)
+    assert len(kept) == KEEP_MINUTES + 1
+    rows = kept.series({}, first_minute=NOW_MINUTE + 1440 - 59, last_minute=NOW_MINUTE + 1440)
+    assert rows == [(1, 0, 0, 0)] * 60
+    assert kept.series({}, first_minute=NOW_MINUTE, last_minute=NOW_MINUTE, input_partitions=0) == [(0, 0, 0, 0)]
+
+
+def test_window_sums_beyond_javascripts_exact_range_are_strings_not_a_500():
+    import orjson
+
+    from eventdash.stats.export import MinuteSeries, window_document
+    kept = MinuteHistory(max_partitions=1)
+    last = NOW_MINUTE - 1
+    for minute in range(last - 600, last + 1):
+        kept.add(HistoryRecord(0, minute, (MAX_WINDOW_COUNT,) * 4), now_minute=NOW_MINUTE)
+    rows = kept.series({}, first_minute=last - 1439, last_minute=last)
+    doc = window_document({"generated_at_ms": NOW_MINUTE * 60_000}, "24h", MinuteSeries(last - 1439, rows, True))
+    assert doc["window"]["events"] == str(601 * 4 * MAX_WINDOW_COUNT)
+    orjson.dumps(doc)
+
+
+def test_a_longer_horizon_after_a_restore_never_counts_a_final_minute_again():
+    from eventdash.events.model import Event
+    from eventdash.stats.engine import load_engine
+
+    for engine in ("python", "auto"):
+        eng = load_engine(engine)
+        state = eng.new_state(0, horizon_seconds=120)
+        base = NOW_MINUTE * 60_000
+        for i in range(10):
+            state.apply(Event("e", "productview", base + i * 1000, "s", "u", "p", "n", 100, 1))
+        state.apply(Event("e", "productview", base + 5 * 60_000, "s", "u", "p", "n", 100, 1))
+        assert dict(state.take_finished_minutes())[NOW_MINUTE] == (10, 0, 0, 0)
+        restored = eng.restore(state.to_snapshot(next_offset=11, updated_at_ms=0), horizon_seconds=900)
+        restored.apply(Event("e", "productview", base + 30_000, "s", "u", "p", "n", 100, 1))  # late at 120 s only
+        restored.apply(Event("e", "productview", base + 20 * 60_000, "s", "u", "p", "n", 100, 1))
+        assert NOW_MINUTE not in dict(restored.take_finished_minutes()), engine
 
 
 def message(key, value, partition=2, error=None):
