@@ -2,10 +2,11 @@
 
 The topic holds one final record per input partition and minute for the last 25 hours (see
 :mod:`eventdash.history`; a replay after a crash rewrites some keys until compaction), so
-reading it whole at start is about 1,500 small records a partition. Its partitions are looked up on a native thread; after that every librdkafka call is
-non-blocking (:func:`~eventdash.dashboard.feed.follow`). ``caught_up`` turns true once every
-partition has been read to the end it had when the reader joined: from then on a page gets the
-whole range at once.
+reading it whole at start is about 1,500 small records a partition. Its partitions are looked
+up on a native thread; after that every librdkafka call is non-blocking
+(:func:`~eventdash.dashboard.feed.follow`). ``caught_up`` turns true once every partition has
+been read to the end it had when the reader joined: from then on a page gets the whole range at
+once.
 """
 from __future__ import annotations
 
