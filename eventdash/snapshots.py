@@ -17,8 +17,14 @@ without ``minute_counts``, are still read)::
      "minute_counts": [[epoch_minute, views, adds, removes, purchases], ...],
      "finished_through_minute": 29406325,
      "minutes": [{"minute": m, "viewed": "<base64 zlib HLL>", "added": ..., "purchased": ...,
-                  "views": {"p-001": 4}, "purchases": {"p-001": 1}}, ...],
-     "product_names": {"p-001": "Espresso cups"}}
+                  "views": {"p-001": 4}, "purchases": {"p-001": 1},
+                  "categories": {"Coffee": [views, adds, removes, purchases], "": [...]}}, ...],
+     "product_names": {"p-001": "Espresso cups", "p-002": ["Kettle", "Brewing"]}}
+
+A minute's ``categories`` count every event of the minute by the event's category (``""``: none),
+for at most :data:`MAX_CATEGORIES` categories, then under :data:`OTHER_CATEGORY`. A counted
+product's entry in ``product_names`` is ``[name, category]`` when its category is known (the
+name may then be ``""``).
 
 ``minute_counts`` are the per-minute counts of every minute with a second in the horizon, exact
 even for the oldest one whose first seconds have left ``seconds``. A minute that leaves the horizon
@@ -46,7 +52,15 @@ from typing import NamedTuple
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from .events.model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, is_product_id, is_product_name
+from .events.model import (
+    EVENT_TYPES,
+    MAX_CATEGORY_CHARS,
+    MAX_PRODUCT_ID_CHARS,
+    MAX_PRODUCT_NAME_CHARS,
+    is_category,
+    is_product_id,
+    is_product_name,
+)
 from .events.validation import InvalidReason
 from .stats.hll import REGISTERS, HyperLogLog
 
@@ -63,11 +77,14 @@ MAX_SNAPSHOT_BYTES = 900_000  # the budget: room for record overhead below the p
 # text, at most 4 (validated in events.validation)
 PRODUCT_CANDIDATES = 32  # product counters per minute and kind; pruned to half beyond
 FUNNEL_MINUTES = 16  # minute buckets kept: the longest window (15 min) and the current minute
+MAX_CATEGORIES = 16  # categories counted per minute bucket; any further one counts as OTHER_CATEGORY
+OTHER_CATEGORY = "(other)"
 MAX_INVALID_REASONS = 16
 INVALID_REASONS = frozenset((*InvalidReason.ALL, "internal_error"))  # all that the aggregator records
 MAX_COUNT = 2**63 - 1  # totals: any count a partition can reach; readers sum them as exact integers
 MAX_WINDOW_COUNT = 2**53 - 1  # per second or minute: far above any real rate, and exact in JavaScript
 MAX_COUNT_DIGITS = 19
+MAX_WINDOW_DIGITS = len(str(MAX_WINDOW_COUNT))
 MAX_REVENUE_DIGITS = 40
 MAX_SKETCH_CHARS = 4 * ((REGISTERS + 64) // 3 + 1)  # base64 of zlib(1,024 registers), worst case
 _MAX_RANK = 64 - 10 + 1
@@ -75,12 +92,16 @@ _MAX_MS = 10**14
 FUNNEL_STAGES = ("viewed", "added", "purchased")
 PRODUCT_KINDS = ("views", "purchases")
 
-_SECOND_ROW_BYTES = 1 + 11 + 4 * (1 + MAX_COUNT_DIGITS) + 2  # [second,a,b,c,d],
+_SECOND_ROW_BYTES = 1 + 11 + 4 * (1 + MAX_WINDOW_DIGITS) + 2  # [second,a,b,c,d],
 _MINUTE_ROW_BYTES = _SECOND_ROW_BYTES  # [minute,a,b,c,d],
-_PRODUCT_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + MAX_COUNT_DIGITS + 1  # "id":n,
+_PRODUCT_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + MAX_WINDOW_DIGITS + 1  # "id":n,
 _NAME_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + 4 * MAX_PRODUCT_NAME_CHARS + 3  # "id":"name",
+_CATEGORY_NAME_BYTES = 2 * MAX_CATEGORY_CHARS + 2  # "name" (printable ASCII: at most \" or \\ a character)
+_NAME_CATEGORY_EXTRA_BYTES = 3 + _CATEGORY_NAME_BYTES  # "id":["name","category"], beyond "id":"name",
+_CATEGORY_ROW_BYTES = _CATEGORY_NAME_BYTES + 1 + 4 * (1 + MAX_WINDOW_DIGITS) + 2  # "category":[a,b,c,d],
 _MINUTE_BYTES = (64 + len(FUNNEL_STAGES) * (MAX_SKETCH_CHARS + 16)
-                 + len(PRODUCT_KINDS) * (16 + PRODUCT_CANDIDATES * _PRODUCT_ENTRY_BYTES))
+                 + len(PRODUCT_KINDS) * (16 + PRODUCT_CANDIDATES * _PRODUCT_ENTRY_BYTES)
+                 + 16 + (MAX_CATEGORIES + 1) * _CATEGORY_ROW_BYTES)
 _FIXED_BYTES = 4096  # version, partition, offsets, times, totals (4 x 3 numbers), invalid reasons
 
 
@@ -93,7 +114,7 @@ def worst_case_bytes(horizon_seconds: int) -> int:
     """The largest encoded snapshot the limits allow for ``horizon_seconds`` of per-second rows."""
     names = FUNNEL_MINUTES * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
     return (_FIXED_BYTES + horizon_seconds * _SECOND_ROW_BYTES + count_minutes(horizon_seconds) * _MINUTE_ROW_BYTES
-            + FUNNEL_MINUTES * _MINUTE_BYTES + names * _NAME_ENTRY_BYTES)
+            + FUNNEL_MINUTES * _MINUTE_BYTES + names * (_NAME_ENTRY_BYTES + _NAME_CATEGORY_EXTRA_BYTES))
 
 
 MAX_HORIZON_SECONDS = max(h for h in range(60, 86_400, 60) if worst_case_bytes(h) <= MAX_SNAPSHOT_BYTES)
@@ -122,6 +143,7 @@ class MinuteSummary(NamedTuple):
     sketches: dict[str, HyperLogLog]  # FUNNEL_STAGES -> sessions seen at that stage in the minute
     views: dict[str, int]
     purchases: dict[str, int]
+    categories: dict[str, tuple[int, int, int, int]] = {}  # category -> counts per type  # noqa: RUF012
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,7 @@ class Snapshot:
     seconds: dict[int, tuple[int, int, int, int]]
     minutes: dict[int, MinuteSummary]
     product_names: dict[str, str]
+    product_categories: dict[str, str]
     # every minute with a second in the horizon -> its counts per type (exact: see the module doc)
     minute_counts: dict[int, tuple[int, int, int, int]]
     finished_through_minute: int  # minutes up to this one are final (on the history topic)
@@ -184,15 +207,25 @@ def encode(snapshot: Snapshot) -> bytes:
         "finished_through_minute": snapshot.finished_through_minute,
         "minutes": [{"minute": minute,
                      **{stage: encode_sketch(m.sketches[stage]) for stage in FUNNEL_STAGES},
-                     "views": m.views, "purchases": m.purchases}
+                     "views": m.views, "purchases": m.purchases,
+                     "categories": {c: list(n) for c, n in m.categories.items()}}
                     for minute, m in sorted(snapshot.minutes.items())],
-        "product_names": snapshot.product_names,
+        "product_names": _names_doc(snapshot.product_names, snapshot.product_categories),
     }
     raw = orjson.dumps(doc)
     if len(raw) > MAX_SNAPSHOT_BYTES:
         raise SnapshotTooLarge(f"snapshot of partition {snapshot.partition} is {len(raw)} bytes, "
                                f"over the budget of {MAX_SNAPSHOT_BYTES}")
     return raw
+
+
+def _names_doc(names: Mapping[str, str], categories: Mapping[str, str]) -> dict[str, str | list[str]]:
+    doc: dict[str, str | list[str]] = {pid: [name, categories[pid]] if pid in categories else name
+                                       for pid, name in names.items()}
+    for pid, category in categories.items():
+        if pid not in names:
+            doc[pid] = ["", category]
+    return doc
 
 
 # -- decode and validate -----------------------------------------------------------------------
@@ -245,6 +278,39 @@ def decode_sketch(text: object) -> HyperLogLog:
     return HyperLogLog(bytearray(registers))
 
 
+def _categories(value: object) -> dict[str, tuple[int, int, int, int]]:
+    if value is None:
+        return {}  # before version 3
+    if type(value) is not dict or len(value) > MAX_CATEGORIES + 1:
+        raise _fail(f"categories must be an object of at most {MAX_CATEGORIES + 1} entries")
+    rows = {}
+    for name, row in value.items():
+        if (not (is_category(name) or name == OTHER_CATEGORY) or type(row) is not list or len(row) != 4
+                or not all(type(x) is int and 0 <= x <= MAX_WINDOW_COUNT for x in row)):
+            raise _fail("categories must map a category to [views, adds, removes, purchases]")
+        rows[name] = tuple(row)
+    return rows
+
+
+def _product_names(value: object) -> tuple[dict[str, str], dict[str, str]]:
+    """(names, categories) of ``product_names``: ``{id: name}`` or ``{id: [name, category]}``."""
+    max_names = FUNNEL_MINUTES * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
+    if type(value) is not dict or len(value) > max_names:
+        raise _fail(f"product_names must map at most {max_names} product ids to names")
+    names: dict[str, str] = {}
+    categories: dict[str, str] = {}
+    for pid, entry in value.items():
+        name, category = (entry[0], entry[1]) if type(entry) is list and len(entry) == 2 else (entry, None)
+        if not (is_product_id(pid) and is_product_name(name)
+                and (category is None or (is_category(category) and category))):
+            raise _fail("product_names must map product ids to names or [name, category] (printable, bounded)")
+        if name:
+            names[pid] = name
+        if category is not None:
+            categories[pid] = category
+    return names, categories
+
+
 def _minute(doc: object, newest_minute: int) -> tuple[int, MinuteSummary]:
     if type(doc) is not dict:
         raise _fail("minutes[] must be objects")
@@ -254,7 +320,7 @@ def _minute(doc: object, newest_minute: int) -> tuple[int, MinuteSummary]:
     sketches = {stage: decode_sketch(doc.get(stage)) for stage in FUNNEL_STAGES}
     views = _count_map(doc.get("views"), "views", PRODUCT_CANDIDATES, is_product_id, MAX_WINDOW_COUNT)
     purchases = _count_map(doc.get("purchases"), "purchases", PRODUCT_CANDIDATES, is_product_id, MAX_WINDOW_COUNT)
-    return minute, MinuteSummary(sketches, views, purchases)
+    return minute, MinuteSummary(sketches, views, purchases, _categories(doc.get("categories")))
 
 
 def decode(raw: bytes | None, *, partition: int) -> Snapshot:
@@ -321,11 +387,7 @@ def _decode(raw: bytes | None, partition: int) -> Snapshot:
     minutes_doc = doc.get("minutes")
     if type(minutes_doc) is not list or len(minutes_doc) > FUNNEL_MINUTES:
         raise _fail(f"minutes must be a list of at most {FUNNEL_MINUTES} buckets")
-    names = doc.get("product_names")
-    max_names = FUNNEL_MINUTES * len(PRODUCT_KINDS) * PRODUCT_CANDIDATES
-    if type(names) is not dict or len(names) > max_names or not all(
-            is_product_id(k) and is_product_name(v) for k, v in names.items()):
-        raise _fail(f"product_names must map at most {max_names} product ids to names (printable, bounded)")
+    names, product_categories = _product_names(doc.get("product_names"))
     return Snapshot(
         partition=partition,
         next_offset=_int(doc, "next_offset"),
@@ -338,6 +400,7 @@ def _decode(raw: bytes | None, partition: int) -> Snapshot:
         seconds=seconds,
         minutes=dict(_minute(m, newest_second // 60) for m in minutes_doc),
         product_names=names,
+        product_categories=product_categories,
         minute_counts=minute_counts,
         finished_through_minute=finished_through,
     )

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import orjson
 
-from .model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, Event, is_product_id, is_product_name
+from .model import (
+    EVENT_TYPES,
+    MAX_CATEGORY_CHARS,
+    MAX_PRODUCT_ID_CHARS,
+    MAX_PRODUCT_NAME_CHARS,
+    Event,
+    is_category,
+    is_product_id,
+    is_product_name,
+)
 
 MAX_TEXT = 200  # event_id, session_id, user_id: hashed or dropped, never stored
 
@@ -95,7 +104,13 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
         raise InvalidEvent(InvalidReason.WRONG_TYPE,
                            f"product_name must be printable text of at most {MAX_PRODUCT_NAME_CHARS} characters")
 
-    return Event(event_id, event_type, ts, session_id, user_id, product_id, name, round(price * 100), quantity)
+    category = data.get("category") or ""
+    if not is_category(category):
+        raise InvalidEvent(InvalidReason.WRONG_TYPE,
+                           f"category must be printable ASCII of at most {MAX_CATEGORY_CHARS} characters")
+
+    return Event(event_id, event_type, ts, session_id, user_id, product_id, name, round(price * 100), quantity,
+                 category)
 
 
 def encode_event(event: dict) -> bytes:

@@ -18,8 +18,17 @@ from typing import NamedTuple
 
 from ..config import ConfigError
 from ..events import validation
-from ..events.model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, Event
-from ..snapshots import FUNNEL_MINUTES, FUNNEL_STAGES, PRODUCT_CANDIDATES, MinuteSummary, Snapshot, TypeTotal
+from ..events.model import EVENT_TYPES, MAX_CATEGORY_CHARS, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, Event
+from ..snapshots import (
+    FUNNEL_MINUTES,
+    FUNNEL_STAGES,
+    MAX_CATEGORIES,
+    OTHER_CATEGORY,
+    PRODUCT_CANDIDATES,
+    MinuteSummary,
+    Snapshot,
+    TypeTotal,
+)
 from .hll import PRECISION, HyperLogLog
 from .partition_state import TYPE_INDEX, PartitionStats
 
@@ -48,11 +57,12 @@ class NativePartitionStats:
         self.horizon_seconds = horizon_seconds
         self.invalid: dict[str, int] = {}
         self.core = native.PartitionCore(horizon_seconds=horizon_seconds, funnel_minutes=FUNNEL_MINUTES,
-                                         max_product_candidates=max_product_candidates, hll_precision=PRECISION)
+                                         max_product_candidates=max_product_candidates, hll_precision=PRECISION,
+                                         max_categories=MAX_CATEGORIES, other_category=OTHER_CATEGORY)
 
     def apply(self, event: Event) -> None:
         self.core.apply(TYPE_INDEX[event.type], event.ts, event.session_id, event.product_id, event.product_name,
-                        event.price_cents, event.quantity)
+                        event.price_cents, event.quantity, event.category)
 
     def record_invalid(self, reason: str) -> None:
         self.invalid[reason] = self.invalid.get(reason, 0) + 1
@@ -64,7 +74,8 @@ class NativePartitionStats:
         return [(minute, tuple(counts)) for minute, counts in self.core.take_finished_minutes()]
 
     def to_snapshot(self, *, next_offset: int, updated_at_ms: int) -> Snapshot:
-        totals, late_total, watermark_ms, seconds, minutes, names, minute_counts, finished = self.core.export()
+        (totals, late_total, watermark_ms, seconds, minutes, names, minute_counts, finished,
+         categories) = self.core.export()
         return Snapshot(
             partition=self.partition,
             next_offset=next_offset,
@@ -77,9 +88,10 @@ class NativePartitionStats:
             seconds={second: tuple(counts) for second, counts in seconds},
             minutes={minute: MinuteSummary({stage: HyperLogLog(bytearray(registers))
                                             for stage, registers in zip(FUNNEL_STAGES, sketches, strict=True)},
-                                           dict(views), dict(purchases))
-                     for minute, sketches, views, purchases in minutes},
+                                           dict(views), dict(purchases), {c: tuple(n) for c, n in category_rows})
+                     for minute, sketches, views, purchases, category_rows in minutes},
             product_names=dict(names),
+            product_categories=dict(categories),
             minute_counts={minute: tuple(counts) for minute, counts in minute_counts},
             finished_through_minute=finished,
         )
@@ -90,10 +102,10 @@ class NativePartitionStats:
             [tuple(snapshot.totals[name]) for name in EVENT_TYPES], snapshot.late_total, snapshot.watermark_ms,
             list(snapshot.seconds.items()),
             [(minute, [bytes(summary.sketches[stage].registers) for stage in FUNNEL_STAGES],
-              list(summary.views.items()), list(summary.purchases.items()))
+              list(summary.views.items()), list(summary.purchases.items()), list(summary.categories.items()))
              for minute, summary in sorted(snapshot.minutes.items())],
             list(snapshot.product_names.items()), list(snapshot.minute_counts.items()),
-            snapshot.finished_through_minute)
+            snapshot.finished_through_minute, list(snapshot.product_categories.items()))
         self.invalid = dict(snapshot.invalid)
 
 
@@ -140,7 +152,7 @@ class NativeEngine(PythonEngine):
                 max_bytes=max_bytes, max_text_chars=validation.MAX_TEXT, max_ts=validation.MAX_TS,
                 future_tolerance_ms=future_tolerance_ms, max_price=validation.MAX_PRICE,
                 max_quantity=validation.MAX_QUANTITY, max_product_id_chars=MAX_PRODUCT_ID_CHARS,
-                max_product_name_chars=MAX_PRODUCT_NAME_CHARS)
+                max_product_name_chars=MAX_PRODUCT_NAME_CHARS, max_category_chars=MAX_CATEGORY_CHARS)
         return rules
 
     def aggregate_run(self, messages: list, start: int, states: dict[int, PartitionState], *,

@@ -22,7 +22,15 @@ from __future__ import annotations
 
 from .. import snapshots
 from ..events.model import ADDTOBASKET, EVENT_TYPES, PRODUCTVIEW, PURCHASE, Event
-from ..snapshots import FUNNEL_MINUTES, PRODUCT_CANDIDATES, MinuteSummary, Snapshot, TypeTotal
+from ..snapshots import (
+    FUNNEL_MINUTES,
+    MAX_CATEGORIES,
+    OTHER_CATEGORY,
+    PRODUCT_CANDIDATES,
+    MinuteSummary,
+    Snapshot,
+    TypeTotal,
+)
 from .hll import HyperLogLog, hash64
 
 TYPE_INDEX = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -31,12 +39,14 @@ FUNNEL_STAGES = dict(zip((PRODUCTVIEW, ADDTOBASKET, PURCHASE), snapshots.FUNNEL_
 
 
 class MinuteBucket:
-    __slots__ = ("sketches", "views", "purchases")
+    __slots__ = ("sketches", "views", "purchases", "categories")
 
     def __init__(self) -> None:
         self.sketches = {stage: HyperLogLog() for stage in FUNNEL_STAGES.values()}
         self.views: dict[str, int] = {}
         self.purchases: dict[str, int] = {}
+        # category -> counts per type; at most MAX_CATEGORIES, then new ones count as OTHER_CATEGORY
+        self.categories: dict[str, list[int]] = {}
 
 
 class PartitionStats:
@@ -58,6 +68,7 @@ class PartitionStats:
         self.finished_minutes: list[tuple[int, tuple[int, int, int, int]]] = []
         self.minutes: dict[int, MinuteBucket] = {}
         self.product_names: dict[str, str] = {}
+        self.product_categories: dict[str, str] = {}
 
     # -- updates ---------------------------------------------------------------------------
 
@@ -88,37 +99,52 @@ class PartitionStats:
             if minute_counts is None:
                 minute_counts = self.minute_counts[minute] = [0, 0, 0, 0]
             minute_counts[type_index] += 1
-        stage = FUNNEL_STAGES.get(event.type)
-        if stage is None:
-            return
         bucket = self.minutes.get(minute)
         if bucket is None:
             if minute <= self.watermark_ms // 60_000 - FUNNEL_MINUTES:
                 return  # in the horizon but older than the longest funnel window
             bucket = self.minutes[minute] = MinuteBucket()
+        category = event.category
+        category_counts = bucket.categories.get(category)
+        if category_counts is None:
+            if len(bucket.categories) >= MAX_CATEGORIES:
+                category = OTHER_CATEGORY
+                category_counts = bucket.categories.get(category)
+            if category_counts is None:
+                category_counts = bucket.categories[category] = [0, 0, 0, 0]
+        category_counts[type_index] += 1
+        stage = FUNNEL_STAGES.get(event.type)
+        if stage is None:
+            return
         bucket.sketches[stage].add_hash(hash64(event.session_id))
         if event.type == PRODUCTVIEW:
-            self._count_product(bucket.views, event.product_id, 1, event.product_name)
+            self._count_product(bucket.views, event.product_id, 1, event.product_name, event.category)
         elif event.type == PURCHASE:
-            self._count_product(bucket.purchases, event.product_id, event.quantity, event.product_name)
+            self._count_product(bucket.purchases, event.product_id, event.quantity, event.product_name,
+                                event.category)
 
     def record_invalid(self, reason: str) -> None:
         self.invalid[reason] = self.invalid.get(reason, 0) + 1
 
-    def _count_product(self, counter: dict[str, int], product_id: str, amount: int, name: str) -> None:
+    def _count_product(self, counter: dict[str, int], product_id: str, amount: int, name: str,
+                       category: str) -> None:
         counter[product_id] = counter.get(product_id, 0) + amount
         if len(counter) > self.max_product_candidates:
             keep = sorted(counter.items(), key=lambda kv: kv[1], reverse=True)[: self.max_product_candidates // 2]
             counter.clear()
             counter.update(keep)
             self._prune_names()
-        if name and product_id in counter:
-            self.product_names[product_id] = name
+        if product_id in counter:
+            if name:
+                self.product_names[product_id] = name
+            if category:
+                self.product_categories[product_id] = category
 
     def _prune_names(self) -> None:
-        """Keep names only for the ids still counted: never more than the counters hold."""
+        """Keep names and categories only for the ids still counted: never more than the counters hold."""
         live = {pid for b in self.minutes.values() for pid in (*b.views, *b.purchases)}
         self.product_names = {pid: n for pid, n in self.product_names.items() if pid in live}
+        self.product_categories = {pid: c for pid, c in self.product_categories.items() if pid in live}
 
     def _evict(self) -> None:
         oldest_second = self.watermark_ms // 1000 - self.horizon_seconds + 1
@@ -146,7 +172,9 @@ class PartitionStats:
         for bucket in self.minutes.values():
             bucket.views.clear()
             bucket.purchases.clear()
+            bucket.categories.clear()
         self.product_names.clear()
+        self.product_categories.clear()
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -162,9 +190,11 @@ class PartitionStats:
             invalid=dict(self.invalid),
             late_total=self.late_total,
             seconds={second: tuple(counts) for second, counts in self.seconds.items()},
-            minutes={minute: MinuteSummary(dict(b.sketches), dict(b.views), dict(b.purchases))
+            minutes={minute: MinuteSummary(dict(b.sketches), dict(b.views), dict(b.purchases),
+                                           {c: tuple(n) for c, n in b.categories.items()})
                      for minute, b in self.minutes.items()},
             product_names=dict(self.product_names),
+            product_categories=dict(self.product_categories),
             minute_counts={minute: tuple(counts) for minute, counts in self.minute_counts.items()},
             finished_through_minute=self.finished_through_minute,
         )
@@ -187,6 +217,8 @@ class PartitionStats:
                                for stage in FUNNEL_STAGES.values()}
             bucket.views = dict(summary.views)
             bucket.purchases = dict(summary.purchases)
+            bucket.categories = {c: list(n) for c, n in summary.categories.items()}
         stats.product_names = dict(snapshot.product_names)
+        stats.product_categories = dict(snapshot.product_categories)
         stats._evict()  # a shorter horizon than the snapshot's applies at once
         return stats

@@ -48,18 +48,20 @@ pub struct EventRules {
     max_quantity: i64,
     max_product_id_chars: usize,
     max_product_name_chars: usize,
+    max_category_chars: usize,
 }
 
 #[pymethods]
 impl EventRules {
     #[new]
     #[pyo3(signature = (*, max_bytes, max_text_chars, max_ts, future_tolerance_ms, max_price, max_quantity,
-                        max_product_id_chars, max_product_name_chars))]
+                        max_product_id_chars, max_product_name_chars, max_category_chars))]
     #[allow(clippy::too_many_arguments)]
     fn new(max_bytes: usize, max_text_chars: usize, max_ts: i64, future_tolerance_ms: i64, max_price: i64,
-           max_quantity: i64, max_product_id_chars: usize, max_product_name_chars: usize) -> Self {
+           max_quantity: i64, max_product_id_chars: usize, max_product_name_chars: usize,
+           max_category_chars: usize) -> Self {
         EventRules { max_bytes, max_text_chars, max_ts, future_tolerance_ms, max_price, max_quantity,
-                     max_product_id_chars, max_product_name_chars }
+                     max_product_id_chars, max_product_name_chars, max_category_chars }
     }
 }
 
@@ -81,6 +83,8 @@ struct WireEvent<'a> {
     product_id: Cow<'a, str>,
     #[serde(borrow, default)]
     product_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    category: Option<Cow<'a, str>>,
     price: serde_json::Number,
     quantity: i64,
 }
@@ -94,6 +98,7 @@ struct Accepted<'a> {
     product_name: Cow<'a, str>,
     price_cents: i64,
     quantity: i64,
+    category: Cow<'a, str>,
 }
 
 fn is_printable_ascii(text: &str) -> bool {
@@ -151,20 +156,29 @@ fn accept<'a>(raw: &'a [u8], rules: &EventRules, now_ms: i64) -> Option<Accepted
         Some(name) if name.len() <= rules.max_product_name_chars && is_printable_ascii(&name) => name,
         Some(_) => return None, // Unicode printability is the reference's call
     };
+    let category = match wire.category {
+        None => Cow::Borrowed(""),
+        Some(category) if category.len() <= rules.max_category_chars && is_printable_ascii(&category) => category,
+        Some(_) => return None,
+    };
     Some(Accepted { type_index, ts: wire.ts, session_id: wire.session_id, product_id, product_name,
-                    price_cents, quantity: wire.quantity })
+                    price_cents, quantity: wire.quantity, category })
 }
+
+type CategoryCounts = IndexMap<String, [u64; 4], FxBuildHasher>;
 
 struct MinuteBucket {
     sketches: [Vec<u8>; 3],
     views: Counter,
     purchases: Counter,
+    categories: CategoryCounts,
 }
 
 impl MinuteBucket {
     fn new(registers: usize) -> Self {
         MinuteBucket { sketches: [vec![0; registers], vec![0; registers], vec![0; registers]],
-                       views: Counter::default(), purchases: Counter::default() }
+                       views: Counter::default(), purchases: Counter::default(),
+                       categories: CategoryCounts::default() }
     }
 }
 
@@ -174,6 +188,8 @@ pub struct PartitionCore {
     horizon_seconds: i64,
     funnel_minutes: i64,
     max_candidates: usize,
+    max_categories: usize,
+    other_category: String,
     precision: u32,
     totals: [[u128; 3]; 4], // per type: count, units, revenue in cents
     late_total: u64,
@@ -184,6 +200,7 @@ pub struct PartitionCore {
     finished_through_minute: i64, // minutes up to this one are final: never counted again
     minutes: BTreeMap<i64, MinuteBucket>,
     product_names: IndexMap<String, String, FxBuildHasher>,
+    product_categories: IndexMap<String, String, FxBuildHasher>,
     session_hashes: FxHashMap<String, u64>, // at most SESSION_HASH_CACHE entries, then cleared
 }
 
@@ -255,20 +272,31 @@ impl PartitionCore {
         if minute > self.finished_through_minute {
             self.minute_counts.entry(minute).or_insert([0; 4])[t] += 1;
         }
-        let stage = match t {
-            PRODUCTVIEW => 0,
-            ADDTOBASKET => 1,
-            PURCHASE => 2,
-            _ => return Ok(()),
-        };
         if !self.minutes.contains_key(&minute) {
             if minute <= self.watermark_ms.div_euclid(60_000) - self.funnel_minutes {
                 return Ok(()); // in the horizon but older than the longest funnel window
             }
             self.minutes.insert(minute, MinuteBucket::new(1 << self.precision));
         }
+        let (precision, max_candidates, max_categories) = (self.precision, self.max_candidates, self.max_categories);
+        let bucket = self.minutes.get_mut(&minute).expect("inserted above");
+        let category: &str = if bucket.categories.contains_key(event.category.as_ref())
+            || bucket.categories.len() < max_categories { &event.category } else { &self.other_category };
+        match bucket.categories.get_mut(category) {
+            Some(counts) => counts[t] += 1,
+            None => {
+                let mut counts = [0u64; 4];
+                counts[t] = 1;
+                bucket.categories.insert(category.to_string(), counts);
+            }
+        }
+        let stage = match t {
+            PRODUCTVIEW => 0,
+            ADDTOBASKET => 1,
+            PURCHASE => 2,
+            _ => return Ok(()),
+        };
         let h = self.session_hash(&event.session_id);
-        let (precision, max_candidates) = (self.precision, self.max_candidates);
         let bucket = self.minutes.get_mut(&minute).expect("inserted above");
         add_hash(precision, &mut bucket.sketches[stage], h);
         let counted = match t {
@@ -287,6 +315,15 @@ impl PartitionCore {
                     Some(name) => *name = event.product_name.to_string(),
                     None => {
                         self.product_names.insert(event.product_id.to_string(), event.product_name.to_string());
+                    }
+                }
+            }
+            if !event.category.is_empty() && present {
+                match self.product_categories.get_mut(event.product_id.as_ref()) {
+                    Some(category) if *category == event.category => {}
+                    Some(category) => *category = event.category.to_string(),
+                    None => {
+                        self.product_categories.insert(event.product_id.to_string(), event.category.to_string());
                     }
                 }
             }
@@ -314,6 +351,9 @@ impl PartitionCore {
         let keep: Vec<bool> = self.product_names.keys().map(|id| live.contains(id.as_str())).collect();
         let mut flags = keep.into_iter();
         self.product_names.retain(|_, _| flags.next().unwrap_or(false));
+        let keep: Vec<bool> = self.product_categories.keys().map(|id| live.contains(id.as_str())).collect();
+        let mut flags = keep.into_iter();
+        self.product_categories.retain(|_, _| flags.next().unwrap_or(false));
     }
 
     fn evict(&mut self) {
@@ -338,35 +378,42 @@ impl PartitionCore {
 }
 
 type Totals = Vec<(u128, u128, u128)>;
-type MinuteExport<'py> = (i64, Vec<Bound<'py, PyBytes>>, Vec<(String, u64)>, Vec<(String, u64)>);
+type MinuteExport<'py> = (i64, Vec<Bound<'py, PyBytes>>, Vec<(String, u64)>, Vec<(String, u64)>,
+                          Vec<(String, [u64; 4])>);
 type Export<'py> = (Totals, u64, i64, Vec<(i64, [u64; 4])>, Vec<MinuteExport<'py>>, Vec<(String, String)>,
-                    Vec<(i64, [u64; 4])>, i64);
+                    Vec<(i64, [u64; 4])>, i64, Vec<(String, String)>);
+type MinuteLoad = (i64, Vec<Vec<u8>>, Vec<(String, u64)>, Vec<(String, u64)>, Vec<(String, [u64; 4])>);
 
 #[pymethods]
 impl PartitionCore {
     #[new]
-    #[pyo3(signature = (*, horizon_seconds, funnel_minutes, max_product_candidates, hll_precision))]
-    fn new(horizon_seconds: i64, funnel_minutes: i64, max_product_candidates: usize, hll_precision: u32) -> PyResult<Self> {
+    #[pyo3(signature = (*, horizon_seconds, funnel_minutes, max_product_candidates, hll_precision, max_categories,
+                        other_category))]
+    fn new(horizon_seconds: i64, funnel_minutes: i64, max_product_candidates: usize, hll_precision: u32,
+           max_categories: usize, other_category: String) -> PyResult<Self> {
         if !(4..=16).contains(&hll_precision) || horizon_seconds < 1 || funnel_minutes < 1 {
             return Err(PyValueError::new_err("bad PartitionCore limits"));
         }
         Ok(PartitionCore {
-            horizon_seconds, funnel_minutes, max_candidates: max_product_candidates, precision: hll_precision,
+            horizon_seconds, funnel_minutes, max_candidates: max_product_candidates, max_categories, other_category,
+            precision: hll_precision,
             totals: [[0; 3]; 4], late_total: 0, watermark_ms: 0, seconds: BTreeMap::new(),
-            minute_counts: BTreeMap::new(), finished_minutes: Vec::new(), finished_through_minute: -1, minutes: BTreeMap::new(), product_names: IndexMap::default(), session_hashes: FxHashMap::default(),
+            minute_counts: BTreeMap::new(), finished_minutes: Vec::new(), finished_through_minute: -1,
+            minutes: BTreeMap::new(), product_names: IndexMap::default(), product_categories: IndexMap::default(),
+            session_hashes: FxHashMap::default(),
         })
     }
 
     /// `PartitionStats.apply` for an event the reference parsed (the slow path).
     #[allow(clippy::too_many_arguments)]
     fn apply(&mut self, type_index: usize, ts: i64, session_id: &str, product_id: &str, product_name: &str,
-             price_cents: i64, quantity: i64) -> PyResult<()> {
+             price_cents: i64, quantity: i64, category: &str) -> PyResult<()> {
         if type_index >= EVENT_TYPES.len() || price_cents < 0 || quantity < 0 {
             return Err(PyValueError::new_err("not an event parse_event accepts"));
         }
         let event = Accepted { type_index, ts, session_id: Cow::Borrowed(session_id),
                                product_id: Cow::Borrowed(product_id), product_name: Cow::Borrowed(product_name),
-                               price_cents, quantity };
+                               price_cents, quantity, category: Cow::Borrowed(category) };
         self.apply_event(&event).map_err(PyOverflowError::new_err)
     }
 
@@ -374,8 +421,10 @@ impl PartitionCore {
         for bucket in self.minutes.values_mut() {
             bucket.views.clear();
             bucket.purchases.clear();
+            bucket.categories.clear();
         }
         self.product_names.clear();
+        self.product_categories.clear();
     }
 
     /// `PartitionStats.take_finished_minutes`.
@@ -392,23 +441,25 @@ impl PartitionCore {
             let sketches = b.sketches.iter().map(|r| PyBytes::new(py, r)).collect();
             let views = b.views.iter().map(|(k, v)| (k.clone(), *v)).collect();
             let purchases = b.purchases.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            (*m, sketches, views, purchases)
+            let categories = b.categories.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            (*m, sketches, views, purchases, categories)
         }).collect();
         let names = self.product_names.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let minute_counts = self.minute_counts.iter().map(|(m, c)| (*m, *c)).collect();
+        let categories = self.product_categories.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         (totals, self.late_total, self.watermark_ms, seconds, minutes, names, minute_counts,
-         self.finished_through_minute)
+         self.finished_through_minute, categories)
     }
 
     /// The state of a decoded snapshot, then the eviction `PartitionStats.from_snapshot` runs.
     /// OverflowError when a figure does not fit (the caller keeps the reference state then).
     #[allow(clippy::too_many_arguments)]
     fn load(&mut self, totals: Vec<(u128, u128, u128)>, late_total: u64, watermark_ms: i64,
-            seconds: Vec<(i64, [u64; 4])>, minutes: Vec<(i64, Vec<Vec<u8>>, Vec<(String, u64)>, Vec<(String, u64)>)>,
+            seconds: Vec<(i64, [u64; 4])>, minutes: Vec<MinuteLoad>,
             product_names: Vec<(String, String)>, minute_counts: Vec<(i64, [u64; 4])>,
-            finished_through_minute: i64) -> PyResult<()> {
+            finished_through_minute: i64, product_categories: Vec<(String, String)>) -> PyResult<()> {
         let registers = 1usize << self.precision;
-        if totals.len() != 4 || minutes.iter().any(|(_, s, _, _)| s.len() != 3 || s.iter().any(|r| r.len() != registers)) {
+        if totals.len() != 4 || minutes.iter().any(|(_, s, _, _, _)| s.len() != 3 || s.iter().any(|r| r.len() != registers)) {
             return Err(PyValueError::new_err("snapshot state of another shape"));
         }
         for (i, (count, units, revenue)) in totals.into_iter().enumerate() {
@@ -419,12 +470,14 @@ impl PartitionCore {
         self.seconds = seconds.into_iter().collect();
         self.minute_counts = minute_counts.into_iter().collect();
         self.finished_through_minute = finished_through_minute;
-        self.minutes = minutes.into_iter().map(|(minute, sketches, views, purchases)| {
+        self.minutes = minutes.into_iter().map(|(minute, sketches, views, purchases, categories)| {
             let [a, b, c]: [Vec<u8>; 3] = sketches.try_into().expect("checked above");
             (minute, MinuteBucket { sketches: [a, b, c], views: views.into_iter().collect(),
-                                    purchases: purchases.into_iter().collect() })
+                                    purchases: purchases.into_iter().collect(),
+                                    categories: categories.into_iter().collect() })
         }).collect();
         self.product_names = product_names.into_iter().collect();
+        self.product_categories = product_categories.into_iter().collect();
         self.evict();
         Ok(())
     }

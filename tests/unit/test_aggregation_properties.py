@@ -11,9 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventdash.consumer.dead_letters import INTERNAL_ERROR
-from eventdash.events.model import EVENT_TYPES, MAX_PRODUCT_ID_CHARS, MAX_PRODUCT_NAME_CHARS, PURCHASE
+from eventdash.events.model import (
+    EVENT_TYPES,
+    MAX_CATEGORY_CHARS,
+    MAX_PRODUCT_ID_CHARS,
+    MAX_PRODUCT_NAME_CHARS,
+    PURCHASE,
+)
 from eventdash.events.validation import InvalidEvent, InvalidReason, parse_event
-from eventdash.snapshots import MAX_SNAPSHOT_BYTES, decode, encode
+from eventdash.snapshots import MAX_SNAPSHOT_BYTES, OTHER_CATEGORY, decode, encode
 from eventdash.stats.partition_state import PartitionStats
 
 NOW_MS = 1_764_380_400_000
@@ -41,6 +47,8 @@ valid_events = st.fixed_dictionaries({
 }, optional={
     "product_name": st.one_of(st.text(printable_text, max_size=MAX_PRODUCT_NAME_CHARS),
                               st.just("\U0001F600" * MAX_PRODUCT_NAME_CHARS)),
+    "category": st.one_of(st.sampled_from(["Coffee", "Tea", "", OTHER_CATEGORY]),
+                          st.text(ascii_printable, max_size=MAX_CATEGORY_CHARS), st.none()),
 })
 
 wrong_values = st.one_of(
@@ -54,7 +62,7 @@ wrong_values = st.one_of(
 def broken_events(draw) -> dict:
     """A valid event with one field removed or replaced by a value of any type."""
     event = dict(draw(valid_events))
-    field = draw(st.sampled_from([*event, "product_name"]))
+    field = draw(st.sampled_from([*event, "product_name", "category"]))
     if draw(st.booleans()):
         event.pop(field, None)
     else:

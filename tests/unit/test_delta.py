@@ -73,7 +73,8 @@ def snapshot(seconds: dict[int, int]) -> Snapshot:
                     horizon_seconds=900, totals={t: TypeTotal(count, count, 0) for t in
                                                  ("productview", "addtobasket", "removefrombasket", "purchase")},
                     invalid={}, late_total=0, seconds={s: (n, 0, 0, 0) for s, n in seconds.items()}, minutes={},
-                    product_names={}, minute_counts=minute_counts_of({s: (n, 0, 0, 0) for s, n in seconds.items()}),
+                    product_names={}, product_categories={},
+                    minute_counts=minute_counts_of({s: (n, 0, 0, 0) for s, n in seconds.items()}),
                     finished_through_minute=-1)
 
 

@@ -31,7 +31,7 @@ def snapshot(partition: int, watermark_s: int, seconds: dict[int, tuple], views:
                     watermark_ms=watermark_s * 1000 + 500, horizon_seconds=900,
                     totals={t: TypeTotal(1, 1, 0) for t in TYPES}, invalid={}, late_total=0,
                     seconds=seconds, minutes={NOW_S // 60: MinuteSummary(sketches, views, {})},
-                    product_names={"p-1": "=HYPERLINK(\"http://evil\")", "p-2": "Mug"},
+                    product_names={"p-1": "=HYPERLINK(\"http://evil\")", "p-2": "Mug"}, product_categories={},
                     minute_counts=minute_counts_of(seconds), finished_through_minute=-1)
 
 

@@ -71,7 +71,8 @@ def test_decode_never_raises_anything_else(value, key):
 def snapshot(partition: int, minute_counts: dict) -> Snapshot:
     return Snapshot(partition=partition, next_offset=1, updated_at_ms=0, watermark_ms=NOW_MINUTE * 60_000,
                     horizon_seconds=900, totals={t: TypeTotal(0, 0, 0) for t in ("productview",)}, invalid={},
-                    late_total=0, seconds={}, minutes={}, product_names={}, minute_counts=minute_counts,
+                    late_total=0, seconds={}, minutes={}, product_names={}, product_categories={},
+                    minute_counts=minute_counts,
                     finished_through_minute=-1)
 
 

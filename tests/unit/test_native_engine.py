@@ -21,7 +21,7 @@ from eventdash.consumer import aggregator as aggregator_module
 from eventdash.consumer.aggregator import Aggregator
 from eventdash.consumer.checkpoint import Checkpoint
 from eventdash.observability.metrics import ConsumerMetrics
-from eventdash.snapshots import PRODUCT_CANDIDATES, decode, encode
+from eventdash.snapshots import MAX_CATEGORIES, OTHER_CATEGORY, PRODUCT_CANDIDATES, decode, encode
 from eventdash.stats.engine import (
     NATIVE_TOTALS_LIMIT,
     NativeEngine,
@@ -58,6 +58,9 @@ UNUSUAL_RECORDS = [  # valid or not, the reference decides: the native path must
     b'{%s, "price": 1, "quantity": 1, "product_name": ""}' % _BASE,
     b'{%s, "price": 1, "quantity": 1, "product_name": "\\u0041\\/b"}' % _BASE,
     b'{%s, "price": 1, "quantity": 1, "extra": [1, {"a": null}]}' % _BASE,
+    *[b'{%s, "price": 1, "quantity": 1, "category": %s}' % (_BASE, c) for c in (
+        b'false', b'0', b'""', b'null', b'"Tea"', b'"' + b"x" * 33 + b'"', b'"Caf\xc3\xa9"', b'"tab\\there"',
+        b'"\\u0041"', b'["Tea"]')],
     b'{%s, "price": 18446744073709551616, "quantity": 1}' % _BASE,
     b' \n{%s, "price": 1, "quantity": 1} ' % _BASE,
     b'[{%s, "price": 1, "quantity": 1}]' % _BASE,
@@ -74,11 +77,13 @@ ERROR = KafkaError(KafkaError._PARTITION_EOF, "end of partition")  # not fatal: 
 
 # many products in two minutes, so the product counters are cut (Misra-Gries) and names pruned
 crowded_events = st.builds(
-    lambda kind, pid, minute, quantity: orjson.dumps({
+    lambda kind, pid, minute, quantity, category: orjson.dumps({
         "event_id": "e", "type": kind, "ts": NOW_MS - minute * 60_000 - 1, "session_id": f"s{quantity}",
-        "user_id": "u", "product_id": pid, "product_name": f"name of {pid}", "price": 2.5, "quantity": quantity}),
-    st.sampled_from(("productview", "productview", "purchase")),
-    st.sampled_from([f"p-{i}" for i in range(PRODUCT_CANDIDATES + 8)]), st.integers(0, 1), st.integers(0, 3))
+        "user_id": "u", "product_id": pid, "product_name": f"name of {pid}", "price": 2.5, "quantity": quantity,
+        "category": category}),
+    st.sampled_from(("productview", "productview", "purchase", "removefrombasket")),
+    st.sampled_from([f"p-{i}" for i in range(PRODUCT_CANDIDATES + 8)]), st.integers(0, 1), st.integers(0, 3),
+    st.sampled_from([f"c-{i}" for i in range(MAX_CATEGORIES + 4)] + ["", OTHER_CATEGORY]))
 
 stream_records = st.one_of(records, st.sampled_from(UNUSUAL_RECORDS), st.sampled_from(SPECIAL_RECORDS))
 entries = st.tuples(st.sampled_from((0, 0, 1, 1, 2)), stream_records, st.integers(0, 30))

@@ -355,7 +355,12 @@ def worst_state() -> PartitionStats:
     for counts in (*stats.seconds.values(), *stats.minute_counts.values()):
         counts[:] = [WINDOW_BIG - rng.randrange(1000) for _ in counts]
     assert len(stats.minute_counts) == horizon // 60 + 1  # an unaligned horizon touches one minute more
+    worst_categories = ['"' * (snapshots.MAX_CATEGORY_CHARS - 2) + f"{i:02d}" for i in range(snapshots.MAX_CATEGORIES)]
+    for pid in stats.product_names:
+        stats.product_categories[pid] = worst_categories[0]
     for bucket in stats.minutes.values():
+        bucket.categories = {name: [WINDOW_BIG - rng.randrange(1000) for _ in range(4)]
+                             for name in (*worst_categories, snapshots.OTHER_CATEGORY)}
         for sketch in bucket.sketches.values():
             sketch.registers = bytearray(rng.randint(1, snapshots._MAX_RANK) for _ in range(REGISTERS))
         for counter in (bucket.views, bucket.purchases):
