@@ -20,6 +20,7 @@ from ..config import ConfigError, Settings
 from ..logging_setup import configure_logging
 from ..observability.metrics import DashboardMetrics
 from ..stats.export import UnknownWindow, series_csv, top_csv, window_document
+from ..stats.slice import InvalidFilter, parse_filter
 from .auth import protect
 from .event_tail import TAIL_ROOM
 from .fanout import install as install_broadcaster
@@ -94,11 +95,14 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
     @app.get("/api/stats")
     def api_stats() -> Response:
         label = request.args.get("window")
-        if label is None:
-            return _json(live.view())
         try:
+            where = parse_filter(request.args.get("category"), request.args.get("product"))
+            if where is not None:
+                return _json(live.slice_document(label or "5m", where))
+            if label is None:
+                return _json(live.view())
             return _json(window_document(*live.window_inputs(label)))
-        except UnknownWindow as exc:
+        except (UnknownWindow, InvalidFilter) as exc:
             return _json({"error": str(exc), "status": 400}, 400)
 
     def _csv_response(make, label: str | None, name: str) -> Response:

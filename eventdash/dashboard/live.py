@@ -10,8 +10,16 @@ from flask_socketio import SocketIO
 from ..config import Settings
 from ..history import WINDOWS as MINUTE_WINDOWS
 from ..observability.metrics import DashboardMetrics
-from ..stats.export import EXPORT_SERIES_SECONDS, MinuteSeries, last_complete_minute, window_seconds
-from ..stats.view import build_view
+from ..stats.export import (
+    DOCUMENT_FIELDS,
+    EXPORT_SERIES_SECONDS,
+    MinuteSeries,
+    UnknownWindow,
+    last_complete_minute,
+    window_seconds,
+)
+from ..stats.slice import Filter, slice_window
+from ..stats.view import WINDOWS, build_view
 from .collector import CollectorPolicy
 from .dead_letter_feed import DeadLetterFeed
 from .delta import make_delta
@@ -101,6 +109,15 @@ class LiveStats:
         rows = history.series(self.feed.snapshots, first_minute=first, last_minute=last,
                               input_partitions=self.lag_monitor.partitions)
         return view, label, MinuteSeries(first, rows, self.history.caught_up)
+
+    def slice_document(self, label: str, where: Filter) -> dict:
+        """``/api/stats?window=&category=|product=``: now's totals and health, and the slice's window."""
+        if label not in WINDOWS:
+            raise UnknownWindow(label, WINDOWS, "window (a filter covers at most 15 minutes)")
+        view = self.view(series_seconds=BROADCAST_SERIES_SECONDS)
+        return {**{key: view[key] for key in DOCUMENT_FIELDS if key in view},
+                "window": slice_window(self.feed.snapshots, now_ms=view["generated_at_ms"], label=label, where=where,
+                                       top_n=self.settings.top_n)}
 
     def health(self, view: dict, now_ms: int) -> dict:
         """Kafka reachable, every partition's statistics advancing (a live aggregator commits each

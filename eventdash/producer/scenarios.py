@@ -164,5 +164,5 @@ class ScenarioPlayer:
         price = self._glitched(product) if glitch and product.product_id == self.glitch_product.product_id \
             else product.price
         return {"event_id": f"{self._rng.getrandbits(128):032x}", "type": kind, "session_id": session,
-                "user_id": user, "product_id": product.product_id, "product_name": product.name, "price": price,
-                "quantity": quantity, "ts": ts}
+                "user_id": user, "product_id": product.product_id, "product_name": product.name,
+                "category": product.category, "price": price, "quantity": quantity, "ts": ts}

@@ -52,7 +52,8 @@ class ShopperSimulator:
         def emit(kind: str, product: Product, quantity: int) -> None:
             plan.append({"event_id": self._new_id(), "type": kind, "session_id": session_id,
                          "user_id": user_id, "product_id": product.product_id,
-                         "product_name": product.name, "price": product.price, "quantity": quantity})
+                         "product_name": product.name, "category": product.category, "price": product.price,
+                         "quantity": quantity})
 
         for product in rng.choices(self._catalog, weights=self._weights, k=rng.randint(1, 8)):
             emit(PRODUCTVIEW, product, 1)

@@ -71,7 +71,7 @@ def series_rows(view: dict, label: str) -> list[tuple[int, list[int]]]:
     return rows
 
 
-_KEEP = ("generated_at_ms", "updated_at_ms", "totals", "units", "revenue", "revenue_cents", "invalid_total",
+DOCUMENT_FIELDS = ("generated_at_ms", "updated_at_ms", "totals", "units", "revenue", "revenue_cents", "invalid_total",
          "invalid_by_reason", "late_total", "events_total", "events_per_second", "currency", "health")
 
 
@@ -86,7 +86,7 @@ def window_document(view: dict, label: str, minutes: MinuteSeries | None = None)
         return _minute_window_document(view, label, minutes)
     rows = series_rows(view, label)
     return {
-        **{key: view[key] for key in _KEEP if key in view},
+        **{key: view[key] for key in DOCUMENT_FIELDS if key in view},
         "window": {"label": label, **view["windows"][label]},
         "series": {"start_s": rows[0][0], "step_s": 1,
                    "by_type": {name: [counts[i] for _, counts in rows] for i, name in enumerate(EVENT_TYPES)}},
@@ -99,7 +99,7 @@ def _minute_window_document(view: dict, label: str, minutes: MinuteSeries | None
     counts = [sum(row[i] for row in minutes.rows) for i in range(4)]
     safe = json_safe_integer  # sums of many partitions' minutes may pass what JavaScript keeps exact
     return {
-        **{key: view[key] for key in _KEEP if key in view},
+        **{key: view[key] for key in DOCUMENT_FIELDS if key in view},
         "window": {"label": label, "counts": {name: safe(n) for name, n in zip(EVENT_TYPES, counts, strict=True)},
                    "events": safe(sum(counts)), "events_per_second": round(sum(counts) / (len(minutes.rows) * 60), 3),
                    "complete": minutes.complete},

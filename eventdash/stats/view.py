@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..events.model import EVENT_TYPES
-from ..snapshots import FUNNEL_STAGES, Snapshot
+from ..snapshots import FUNNEL_STAGES, OTHER_CATEGORY, Snapshot
 from .hll import HyperLogLog
 
 WINDOWS = {"1m": 1, "5m": 5, "15m": 15}
+LISTED_CATEGORIES = 24  # categories a window lists; the rest are summed under OTHER_CATEGORY
 RATE_SECONDS = 10  # "events/s now" = mean of the last 10 complete seconds
 MAX_SAFE_INTEGER = 2**53 - 1  # JSON readers (JavaScript) are exact up to here
 
@@ -54,7 +55,8 @@ def build_view(snapshots: Mapping[int, Snapshot], *, now_ms: int, top_n: int = 1
                            "updated_at_ms": snap.updated_at_ms, "watermark_ms": snap.watermark_ms})
 
     now_s = now_ms // 1000
-    windows = {label: _window(snapshots, per_second, names, now_s, minutes, top_n)
+    windows = {label: {**_window(snapshots, per_second, names, now_s, minutes, top_n),
+                       "categories": window_categories(snapshots, now_ms=now_ms, label=label)}
                for label, minutes in WINDOWS.items()}
     rate_by_type = _mean_rate(per_second, now_s)
     series_start = now_s - series_seconds
@@ -137,6 +139,27 @@ def _window(snapshots: Mapping[int, Snapshot], per_second: Mapping[int, list[int
             "purchases": _top(purchases, names, top_n),
         },
     }
+
+
+def window_categories(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: str) -> list[dict]:
+    """Events per category over the window's minutes, most first: at most LISTED_CATEGORIES, then the rest."""
+    last = now_ms // 60_000
+    first = last - WINDOWS[label] + 1
+    sums: dict[str, list[int]] = {}
+    for snap in snapshots.values():
+        for minute, bucket in snap.minutes.items():
+            if first <= minute <= last:
+                for name, row in bucket.categories.items():
+                    total = sums.setdefault(name, [0, 0, 0, 0])
+                    for i in range(4):
+                        total[i] += row[i]
+    ranked = sorted(sums.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+    if len(ranked) > LISTED_CATEGORIES:
+        rest = [sum(row[i] for _, row in ranked[LISTED_CATEGORIES - 1:]) for i in range(4)]
+        ranked = [kv for kv in ranked[:LISTED_CATEGORIES - 1] if kv[0] != OTHER_CATEGORY] + [(OTHER_CATEGORY, rest)]
+    return [{"category": name, "events": json_safe_integer(sum(row)),
+             "counts": {t: json_safe_integer(n) for t, n in zip(EVENT_TYPES, row, strict=True)}}
+            for name, row in ranked]
 
 
 def _top(counter: Mapping[str, int], names: Mapping[str, str], n: int) -> list[dict]:

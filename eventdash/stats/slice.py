@@ -1,0 +1,121 @@
+"""One slice of the statistics: a category or a product, over a 1, 5 or 15 minute window.
+
+Pure: validated snapshots and a clock in, JSON-ready dicts out. Slices come from the snapshots'
+minute buckets, so they have minute precision (the current minute and the ones before it, like
+the funnel):
+- a category: its events per type (every event counts under its category, at most
+  ``MAX_CATEGORIES`` categories a minute and partition, the rest under ``(other)``), a funnel of
+  *event* counts (sessions are not kept per category), and the top products whose category it is;
+- a product: its views and units purchased, from the per-minute product counters (exact while a
+  minute sees at most 32 products a partition, an undercount of the tail beyond).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from ..events.model import (
+    ADDTOBASKET,
+    EVENT_TYPES,
+    PRODUCTVIEW,
+    PURCHASE,
+    REMOVEFROMBASKET,
+    is_category,
+    is_product_id,
+)
+from ..snapshots import OTHER_CATEGORY, Snapshot
+from .view import WINDOWS, _ratio, _top, json_safe_integer
+
+
+class InvalidFilter(ValueError):
+    pass
+
+
+class Filter(NamedTuple):
+    category: str | None = None
+    product: str | None = None
+
+    def describe(self) -> dict:
+        return {"category": self.category} if self.category is not None else {"product": self.product}
+
+
+def parse_filter(category: str | None, product: str | None) -> Filter | None:
+    """The filter of ``?category=`` or ``?product=`` (None without either); InvalidFilter if unusable."""
+    if category is not None and product is not None:
+        raise InvalidFilter("filter by category or by product, not both")
+    if category is not None:
+        if not (is_category(category) or category == OTHER_CATEGORY):
+            raise InvalidFilter("category must be printable ASCII of at most 32 characters")
+        return Filter(category=category)
+    if product is not None:
+        if not is_product_id(product):
+            raise InvalidFilter("product must be a product id (printable ASCII, 1 to 64 characters)")
+        return Filter(product=product)
+    return None
+
+
+def _minute_range(now_ms: int, label: str) -> tuple[int, int]:
+    now_minute = now_ms // 60_000
+    return now_minute - WINDOWS[label] + 1, now_minute
+
+
+def slice_window(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: str, where: Filter,
+                 top_n: int = 10) -> dict:
+    """The window ``label`` of the slice ``where``: counts, a per-minute series, funnel, top products."""
+    first, last = _minute_range(now_ms, label)
+    length = last - first + 1
+    series = [[0, 0, 0, 0] for _ in range(length)]
+    views: dict[str, int] = {}
+    purchases: dict[str, int] = {}
+    names: dict[str, str] = {}
+    categories: dict[str, str] = {}
+    for snap in snapshots.values():
+        names.update(snap.product_names)
+        categories.update(snap.product_categories)
+    for snap in snapshots.values():
+        for minute, bucket in snap.minutes.items():
+            if not first <= minute <= last:
+                continue
+            row = series[minute - first]
+            if where.category is not None:
+                counts = bucket.categories.get(where.category)
+                if counts:
+                    for i in range(4):
+                        row[i] += counts[i]
+            else:
+                row[0] += bucket.views.get(where.product, 0)
+                row[3] += bucket.purchases.get(where.product, 0)
+            for pid, n in bucket.views.items():
+                views[pid] = views.get(pid, 0) + n
+            for pid, n in bucket.purchases.items():
+                purchases[pid] = purchases.get(pid, 0) + n
+
+    def keep(pid: str) -> bool:
+        return pid == where.product if where.product is not None else categories.get(pid) == where.category
+
+    totals = dict(zip(EVENT_TYPES, (sum(row[i] for row in series) for i in range(4)), strict=True))
+    safe = json_safe_integer
+    if where.product is not None:  # the counters hold views and units purchased only
+        counts = {"productview": safe(totals[PRODUCTVIEW]), "purchase_units": safe(totals[PURCHASE])}
+        funnel = {"basis": "product", "viewed": counts["productview"], "purchased_units": counts["purchase_units"]}
+    else:
+        counts = {t: safe(n) for t, n in totals.items()}
+        funnel = {"basis": "events", "viewed": totals[PRODUCTVIEW], "added": totals[ADDTOBASKET],
+                  "purchased": totals[PURCHASE],
+                  "view_to_basket_rate": _ratio(totals[ADDTOBASKET], totals[PRODUCTVIEW]),
+                  "conversion_rate": _ratio(totals[PURCHASE], totals[PRODUCTVIEW]),
+                  "basket_abandonment_rate": _ratio(totals[REMOVEFROMBASKET], totals[ADDTOBASKET])}
+    return {
+        "filter": {**where.describe(), **({"name": names.get(where.product, where.product)}
+                                          if where.product is not None else {})},
+        "label": label,
+        "counts": counts,
+        "events": safe(sum(totals.values())),
+        "funnel": funnel,
+        "top_products": {
+            "views": _top({pid: n for pid, n in views.items() if keep(pid)}, names, top_n),
+            "purchases": _top({pid: n for pid, n in purchases.items() if keep(pid)}, names, top_n),
+        },
+        "series": {"start_s": first * 60, "step_s": 60, "complete_through_s": last * 60 - 1,
+                   "by_type": {t: [safe(row[i]) for row in series] for i, t in enumerate(EVENT_TYPES)}},
+    }
