@@ -27,6 +27,12 @@
   let connected = false;
   const history = new Map(); // epoch second -> [4 counts]
   let minuteDoc = null; // the selected per-minute window's document, as fetched
+  // A filter ({category} or {product}) shows one slice of the 1, 5 or 15 minute window, fetched from
+  // /api/stats?window=&category=|product= every SLICE_REFRESH_MS (minute precision, eventdash/stats/slice.py).
+  let filter = null;
+  let sliceDoc = null;
+  const SLICE_REFRESH_MS = 2000;
+  const categoryName = (c) => (c === "" ? "uncategorized" : c);
   const detailKey = () => (MINUTE_WINDOWS.has(windowKey) ? "15m" : windowKey);
 
   // ---- connection indicator -------------------------------------------------------------
@@ -61,7 +67,7 @@
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
         { stroke: cssVar("--muted"), grid, ticks: grid, space: X_LABEL_SPACE,
-          values: (u, splits) => splits.map((s) => (MINUTE_WINDOWS.has(windowKey) ? minuteFmt : timeFmt).format(new Date(s * 1000))) },
+          values: (u, splits) => splits.map((s) => (filter || MINUTE_WINDOWS.has(windowKey) ? minuteFmt : timeFmt).format(new Date(s * 1000))) },
         { stroke: cssVar("--muted"), grid, ticks: grid, label: "events/s" },
       ],
       series: [{}].concat(TYPES.map((t) => ({ label: LABELS[t], stroke: cssVar("--c-" + t), width: 2, points: { show: false } }))),
@@ -79,6 +85,7 @@
     return Math.min(last, Math.floor(Math.min(...active) / 1000) - 1);
   }
   function chartData() {
+    if (filter) return sliceChartData();
     if (MINUTE_WINDOWS.has(windowKey)) return minuteChartData();
     const span = WINDOW_SECONDS[windowKey];
     const end = completeThrough();
@@ -101,6 +108,66 @@
       });
     }
     return [xs].concat(ys);
+  }
+  // A slice is drawn per complete minute (its mean events/s); a product slice has views and units purchased.
+  function sliceChartData() {
+    const xs = [], ys = TYPES.map(() => []);
+    const series = sliceDoc ? sliceDoc.window.series : null;
+    if (series) {
+      series.by_type[TYPES[0]].forEach((_, i) => {
+        const start = series.start_s + i * series.step_s;
+        if (start + series.step_s - 1 > series.complete_through_s) return;
+        xs.push(start);
+        TYPES.forEach((t, k) => ys[k].push(series.by_type[t][i] / series.step_s));
+      });
+    }
+    return [xs].concat(ys);
+  }
+  let sliceRequest = 0;
+  function fetchSlice(shown) {
+    if (!filter) return;
+    const query = filter.product !== undefined ? "product=" + encodeURIComponent(filter.product)
+      : "category=" + encodeURIComponent(filter.category);
+    const ticket = ++sliceRequest, key = windowKey;
+    fetch("/api/stats?window=" + key + "&" + query, { cache: "no-store" }).then((r) => (r.ok ? r.json() : null))
+      .then((doc) => {
+        if (!doc || ticket !== sliceRequest || key !== windowKey || !filter) return;
+        if (paused && !shown && sliceDoc) return;
+        sliceDoc = doc;
+        const wasPaused = paused;
+        paused = false;
+        render();
+        paused = wasPaused;
+      }).catch(() => {});
+  }
+  function setFilter(next) {
+    filter = next;
+    sliceDoc = null;
+    const chip = $("filter-chip");
+    chip.hidden = !filter;
+    if (filter) {
+      if (MINUTE_WINDOWS.has(windowKey)) selectWindow("15m"); // a slice covers at most 15 minutes
+      setText("filter-text", filter.product !== undefined ? "Product: " + (filter.name || filter.product)
+        : "Category: " + categoryName(filter.category));
+    }
+    document.querySelectorAll(".window-picker button").forEach((b) => {
+      b.disabled = Boolean(filter) && MINUTE_WINDOWS.has(b.dataset.window);
+      b.title = b.disabled ? "A filter covers at most 15 minutes" : "";
+    });
+    saveView();
+    fetchSlice(true);
+    const wasPaused = paused;
+    paused = false;
+    render();
+    paused = wasPaused;
+  }
+  function pickButton(text, onPick) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "pick";
+    button.textContent = text;
+    button.addEventListener("click", onPick);
+    return button;
   }
   let minuteRequest = 0;
   // shown: render it even while paused (the window was just picked); else a paused page only keeps it
@@ -138,8 +205,9 @@
       const tr = document.createElement("tr");
       const name = document.createElement("td");
       name.className = "product";
-      name.textContent = row.name;
+      name.append(pickButton(row.name, () => setFilter({ product: row.product_id, name: row.name })));
       name.title = row.product_id;
+      if (filter && filter.product === row.product_id) tr.setAttribute("aria-current", "true");
       const count = document.createElement("td");
       count.className = "num";
       count.textContent = intFmt.format(row.count);
@@ -147,6 +215,22 @@
       fresh.append(tr);
     }
     tbody.replaceChildren(fresh);
+  }
+
+  function renderCategories(rows) {
+    const fresh = document.createDocumentFragment();
+    for (const row of rows || []) {
+      const tr = document.createElement("tr");
+      const name = document.createElement("td");
+      name.append(pickButton(categoryName(row.category), () => setFilter({ category: row.category })));
+      const count = document.createElement("td");
+      count.className = "num";
+      count.textContent = intFmt.format(row.events);
+      if (filter && filter.category === row.category) tr.setAttribute("aria-current", "true");
+      tr.append(name, count);
+      fresh.append(tr);
+    }
+    $("top-categories").replaceChildren(fresh);
   }
 
   function renderPrograms(programs) {
@@ -171,27 +255,40 @@
     if (!latest || (paused && shownOnce)) return;
     shownOnce = true;
     const s = latest;
-    const w = s.windows[detailKey()];
-    setText("kpi-rate", rateFmt.format(s.events_per_second));
-    for (const t of TYPES) setText("kpi-total-" + t, intFmt.format(s.totals[t]));
+    const slice = filter && sliceDoc ? sliceDoc.window : null;
+    const w = slice || s.windows[detailKey()];
+    setText("kpi-rate", !filter ? rateFmt.format(s.events_per_second) :
+      slice ? rateFmt.format(slice.events / WINDOW_SECONDS[windowKey]) : "–");
+    for (const t of TYPES) {
+      const n = !filter ? s.totals[t] : slice ? slice.counts[t === "purchase" && slice.counts.purchase_units !== undefined ? "purchase_units" : t] : undefined;
+      setText("kpi-total-" + t, n === undefined ? "–" : intFmt.format(n));
+    }
+    setText("filter-text", !filter ? "" : (filter.product !== undefined ? "Product: " +
+      (filter.name || (slice && slice.filter.name) || filter.product)
+      : "Category: " + categoryName(filter.category)) + " · the last " + WINDOW_LABELS[windowKey] + " (tiles, chart, funnel, tables)");
     const minutes = MINUTE_WINDOWS.has(windowKey) && minuteDoc && minuteDoc.window.label === windowKey ? minuteDoc : null;
-    setText("series-note", !MINUTE_WINDOWS.has(windowKey) ? "" : !minutes ? "loading…" :
+    setText("series-note", filter ? "per-minute means of the complete minutes of this slice" :
+      !MINUTE_WINDOWS.has(windowKey) ? "" : !minutes ? "loading…" :
       "per-minute means · " + intFmt.format(minutes.window.events) + " events" +
       (minutes.window.complete ? "" : " · history still loading"));
-    setText("kpi-revenue", moneyFmt.format(s.revenue));
+    setText("kpi-revenue", filter ? "–" : moneyFmt.format(s.revenue)); // revenue is not kept per slice
     setText("kpi-conversion", w.funnel.conversion_rate == null ? "–" : pctFmt.format(w.funnel.conversion_rate));
     setText("kpi-invalid", intFmt.format(s.invalid_total));
 
     const f = w.funnel, top = Math.max(1, f.viewed);
     for (const stage of ["viewed", "added", "purchased"]) {
-      setText("funnel-" + stage, intFmt.format(f[stage]));
-      $("funnel-" + stage + "-bar").style.width = (100 * f[stage] / top).toFixed(1) + "%";
+      const n = stage === "purchased" && f.purchased_units !== undefined ? f.purchased_units : f[stage];
+      setText("funnel-" + stage, n === undefined ? "–" : intFmt.format(n));
+      $("funnel-" + stage + "-bar").style.width = (n === undefined ? 0 : 100 * n / top).toFixed(1) + "%";
     }
-    setText("funnel-note", f.basket_abandonment_rate == null ? "" :
+    const basis = f.basis === "events" ? "Events, not sessions (sessions are not kept per category). " :
+      f.basis === "product" ? "Views and units purchased of this product. " : "";
+    setText("funnel-note", basis + (f.basket_abandonment_rate == null ? "" :
       "Removed vs added: " + pctFmt.format(f.basket_abandonment_rate) +
-      (f.view_to_basket_rate == null ? "" : " · viewed → added: " + pctFmt.format(f.view_to_basket_rate)));
+      (f.view_to_basket_rate == null ? "" : " · viewed → added: " + pctFmt.format(f.view_to_basket_rate))));
     renderTop("top-views", w.top_products.views);
     renderTop("top-purchases", w.top_products.purchases);
+    renderCategories((s.windows[detailKey()] || {}).categories);
 
     const h = s.health || {};
     const kafka = $("health-kafka");
@@ -237,6 +334,8 @@
     $("download-top").href = "/api/top.csv?window=" + detailKey();
     minuteDoc = null;
     fetchMinutes(true);
+    sliceDoc = null;
+    fetchSlice(true);
     saveView();
     const wasPaused = paused;
     paused = false; // a new window is shown at once, even while paused
@@ -256,6 +355,10 @@
     if (theme === "auto") params.delete("theme"); else params.set("theme", theme);
     if (paused) params.set("paused", "1"); else params.delete("paused");
     if (tailOpen) params.set("tail", tailType || "all"); else params.delete("tail");
+    params.delete("category");
+    params.delete("product");
+    if (filter && filter.product !== undefined) params.set("product", filter.product);
+    else if (filter) params.set("category", filter.category);
     window.history.replaceState(null, "", location.pathname + "?" + params.toString());
   }
   function setTheme(next) {
@@ -270,7 +373,7 @@
     paused = next;
     $("pause").setAttribute("aria-pressed", String(paused));
     $("pause").textContent = paused ? "Resume" : "Pause";
-    if (!paused) { held = 0; fetchMinutes(true); render(); if (chart) chart.setData(chartData()); }
+    if (!paused) { held = 0; fetchMinutes(true); fetchSlice(true); render(); if (chart) chart.setData(chartData()); }
     setText("held", paused && held ? "+" + intFmt.format(held) + " updates" : "");
     saveView();
   }
@@ -445,6 +548,11 @@
   pollDeadLetters();
   setInterval(pollDeadLetters, 5000);
   setInterval(() => { if (!paused) fetchMinutes(false); }, MINUTE_REFRESH_MS);
+  setInterval(() => { if (!paused) fetchSlice(false); }, SLICE_REFRESH_MS);
+  $("filter-clear").addEventListener("click", () => setFilter(null));
+  if (initial.has("product") && initial.get("product")) setFilter({ product: initial.get("product") });
+  else if (initial.has("category")) setFilter({ category: initial.get("category") });
   window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, get minuteDoc() { return minuteDoc; },
+    get sliceDoc() { return sliceDoc; },
     completeThrough, socket };
 })();

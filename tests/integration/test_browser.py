@@ -319,9 +319,10 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack_env, start_p
     context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, bypass_csp=True)
     try:
         page = context.new_page()
-        page.goto(f"{base}/?theme={scheme}&tail=all")  # the live events panel open too
+        page.goto(f"{base}/?theme={scheme}&tail=all&category=Tea")  # the live events panel and a filter too
         page.wait_for_function("document.getElementById('connection').dataset.state === 'live'", timeout=20_000)
         page.wait_for_function("document.querySelectorAll('#top-views tr').length > 0", timeout=20_000)
+        page.wait_for_function("document.querySelectorAll('#top-categories tr').length > 0", timeout=20_000)
         page.wait_for_function("document.querySelectorAll('#tail-rows tr').length > 0", timeout=20_000)
         page.locator("#pause").click()  # pressed buttons have their own colours
         page.locator("#tail-pause").click()
@@ -427,3 +428,49 @@ def test_hour_windows_show_their_whole_range_at_once_on_a_phone_in_dark_mode(bro
         page.locator('.window-picker button[data-window="5m"]').click()  # back to seconds: 300 of them
         page.wait_for_function("window.eventdash.chart.data[0].length === 300", timeout=10_000)
         context.close()
+
+
+def test_filtering_by_category_or_product_slices_the_page_and_a_chip_clears_it(page, stack_env, start_program,
+                                                                              start_dashboard):
+    from eventdash.producer.catalog import CATALOG
+
+    base = flowing_stack(stack_env, start_program, start_dashboard, rate=300, events=1500)
+    page.goto(base + "/?window=15m")
+    page.wait_for_function("document.querySelectorAll('#top-categories button.pick').length >= 5", timeout=20_000)
+    assert page.locator("#filter-chip").is_hidden()
+
+    # A category from the keyboard: the chip, the URL and every panel show that slice.
+    page.locator("#top-categories button.pick", has_text="Tea").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.eventdash.sliceDoc !== null", timeout=10_000)
+    assert "category=Tea" in page.url and "Category: Tea" in page.locator("#filter-text").inner_text()
+    page.locator("#pause").click()  # hold the page still to compare what it shows with what it was sent
+    shown = page.evaluate("""(() => { const w = window.eventdash.sliceDoc.window;
+        return {counts: w.counts, tile: document.getElementById('kpi-total-productview').textContent,
+                viewed: document.getElementById('funnel-viewed').textContent,
+                rows: [...document.querySelectorAll('#top-views button.pick')].map(b => b.textContent),
+                points: window.eventdash.chart.data[0].length}; })()""")
+    assert number(shown["tile"]) == shown["counts"]["productview"] == number(shown["viewed"]) > 0
+    tea = {p.name for p in CATALOG if p.category == "Tea"}
+    assert shown["rows"] and set(shown["rows"]) <= tea
+    assert 14 <= shown["points"] <= 15  # complete minutes only
+    assert page.locator('.window-picker button[data-window="1h"]').is_disabled()
+    page.locator("#pause").click()
+
+    # A reload keeps the slice; a product from a top list replaces it; the chip's button clears it.
+    page.reload()
+    page.wait_for_function("window.eventdash.sliceDoc !== null", timeout=10_000)
+    assert "Category: Tea" in page.locator("#filter-text").inner_text()
+    first = page.locator("#top-views button.pick").first
+    name = first.inner_text()
+    first.click()
+    page.wait_for_function("window.eventdash.sliceDoc !== null && window.eventdash.sliceDoc.window.filter.product",
+                           timeout=10_000)
+    assert "product=p-" in page.url and f"Product: {name}" in page.locator("#filter-text").inner_text()
+    assert page.locator("#kpi-total-addtobasket").inner_text() == "–"  # not kept per product
+    assert page.locator("#kpi-revenue").inner_text() == "–"
+    page.locator("#filter-clear").click()
+    assert page.locator("#filter-chip").is_hidden() and "product=" not in page.url
+    page.wait_for_function("document.getElementById('kpi-revenue').textContent !== '–'", timeout=10_000)
+    assert not page.locator('.window-picker button[data-window="1h"]').is_disabled()
+    assert page.dialogs == []

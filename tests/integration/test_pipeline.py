@@ -218,3 +218,41 @@ def test_a_scenario_played_by_the_producer_reaches_the_statistics_exactly(stack_
     stats = wait_for_stats(base, lambda s: s["invalid_total"] == malformed and totals_equal(dict(expected))(s),
                            what="valid events and malformed records counted exactly")
     assert stats["events_total"] == 5000 - malformed
+
+
+def test_category_and_product_slices_are_exact(stack_env, start_program, start_dashboard):
+    """3,000 simulated events (the catalog's 7 categories): every category slice of the last 15 minutes
+    counts exactly the events of that category read back from Kafka, and a product slice its views and
+    units (30 products: within the counters' 32 candidates, so exact)."""
+    from eventdash.producer.catalog import CATALOG
+
+    from ..helpers import read_topic
+
+    env = stack_env(EVENTDASH_PRODUCER_SEED="5")
+    summary = produce(env, 3000)
+    start_program("consumer", ["consume"], env)
+    _, base = start_dashboard(env)
+    wait_for_stats(base, totals_equal(summary["by_type"]), what="every event counted")
+    events = [orjson.loads(v) for v in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"])]
+    by_category = Counter((e["category"], e["type"]) for e in events)
+    categories = {p.category for p in CATALOG}
+    assert {e["category"] for e in events} == categories
+    listed = requests.get(f"{base}/api/stats", timeout=5).json()["windows"]["15m"]["categories"]
+    assert {row["category"]: row["events"] for row in listed} == {
+        c: sum(n for (cat, _), n in by_category.items() if cat == c) for c in categories}
+    for category in categories:
+        doc = requests.get(f"{base}/api/stats", params={"window": "15m", "category": category}, timeout=5).json()
+        assert doc["window"]["counts"] == {t: by_category[(category, t)] for t in EVENT_TYPES}, category
+        assert doc["window"]["funnel"]["basis"] == "events"
+        products = {row["product_id"] for kind in ("views", "purchases") for row in doc["window"]["top_products"][kind]}
+        assert products and products <= {p.product_id for p in CATALOG if p.category == category}
+    views = Counter(e["product_id"] for e in events if e["type"] == "productview")
+    units = Counter()
+    for e in events:
+        if e["type"] == "purchase":
+            units[e["product_id"]] += e["quantity"]
+    doc = requests.get(f"{base}/api/stats", params={"window": "15m", "product": "p-001"}, timeout=5).json()
+    assert doc["window"]["counts"] == {"productview": views["p-001"], "purchase_units": units["p-001"]}
+    assert doc["window"]["filter"]["name"] == CATALOG[0].name
+    for bad in ({"window": "1h", "category": "Tea"}, {"category": "x" * 40}, {"category": "Tea", "product": "p-1"}):
+        assert requests.get(f"{base}/api/stats", params=bad, timeout=5).status_code == 400
