@@ -17,11 +17,12 @@ without ``minute_counts``, are still read)::
      "minute_counts": [[epoch_minute, views, adds, removes, purchases], ...],
      "finished_through_minute": 29406325,
      "minutes": [{"minute": m, "viewed": "<base64 zlib HLL>", "added": ..., "purchased": ...,
-                  "views": {"p-001": 4}, "purchases": {"p-001": 1},
+                  "views": {"p-001": 4}, "purchases": {"p-001": [1, "2490"]},
                   "categories": {"Coffee": [views, adds, removes, purchases], "": [...]}}, ...],
      "product_names": {"p-001": "Espresso cups", "p-002": ["Kettle", "Brewing"]}}
 
-A minute's ``categories`` count every event of the minute by the event's category (``""``: none),
+A minute's ``purchases`` are ``[units, revenue_cents]`` (revenue a decimal string; version 2 had
+units only). Its ``categories`` count every event of the minute by the event's category (``""``: none),
 for at most :data:`MAX_CATEGORIES` categories, then under :data:`OTHER_CATEGORY`. A counted
 product's entry in ``product_names`` is ``[name, category]`` when its category is known (the
 name may then be ``""``).
@@ -95,12 +96,14 @@ PRODUCT_KINDS = ("views", "purchases")
 _SECOND_ROW_BYTES = 1 + 11 + 4 * (1 + MAX_WINDOW_DIGITS) + 2  # [second,a,b,c,d],
 _MINUTE_ROW_BYTES = _SECOND_ROW_BYTES  # [minute,a,b,c,d],
 _PRODUCT_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + MAX_WINDOW_DIGITS + 1  # "id":n,
+_REVENUE_EXTRA_BYTES = 2 + 1 + MAX_REVENUE_DIGITS + 2  # "id":[n,"cents"], beyond "id":n,
 _NAME_ENTRY_BYTES = 2 * MAX_PRODUCT_ID_CHARS + 3 + 4 * MAX_PRODUCT_NAME_CHARS + 3  # "id":"name",
 _CATEGORY_NAME_BYTES = 2 * MAX_CATEGORY_CHARS + 2  # "name" (printable ASCII: at most \" or \\ a character)
 _NAME_CATEGORY_EXTRA_BYTES = 3 + _CATEGORY_NAME_BYTES  # "id":["name","category"], beyond "id":"name",
 _CATEGORY_ROW_BYTES = _CATEGORY_NAME_BYTES + 1 + 4 * (1 + MAX_WINDOW_DIGITS) + 2  # "category":[a,b,c,d],
 _MINUTE_BYTES = (64 + len(FUNNEL_STAGES) * (MAX_SKETCH_CHARS + 16)
                  + len(PRODUCT_KINDS) * (16 + PRODUCT_CANDIDATES * _PRODUCT_ENTRY_BYTES)
+                 + PRODUCT_CANDIDATES * _REVENUE_EXTRA_BYTES
                  + 16 + (MAX_CATEGORIES + 1) * _CATEGORY_ROW_BYTES)
 _FIXED_BYTES = 4096  # version, partition, offsets, times, totals (4 x 3 numbers), invalid reasons
 
@@ -144,6 +147,7 @@ class MinuteSummary(NamedTuple):
     views: dict[str, int]
     purchases: dict[str, int]
     categories: dict[str, tuple[int, int, int, int]] = {}  # category -> counts per type  # noqa: RUF012
+    revenue: dict[str, int] = {}  # product id -> cents of its units in ``purchases``  # noqa: RUF012
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,8 @@ def encode(snapshot: Snapshot) -> bytes:
         "finished_through_minute": snapshot.finished_through_minute,
         "minutes": [{"minute": minute,
                      **{stage: encode_sketch(m.sketches[stage]) for stage in FUNNEL_STAGES},
-                     "views": m.views, "purchases": m.purchases,
+                     "views": m.views,
+                     "purchases": {pid: [units, str(m.revenue.get(pid, 0))] for pid, units in m.purchases.items()},
                      "categories": {c: list(n) for c, n in m.categories.items()}}
                     for minute, m in sorted(snapshot.minutes.items())],
         "product_names": _names_doc(snapshot.product_names, snapshot.product_categories),
@@ -319,8 +324,24 @@ def _minute(doc: object, newest_minute: int) -> tuple[int, MinuteSummary]:
         raise _fail(f"minute {minute} is outside the {FUNNEL_MINUTES} minutes up to the watermark")
     sketches = {stage: decode_sketch(doc.get(stage)) for stage in FUNNEL_STAGES}
     views = _count_map(doc.get("views"), "views", PRODUCT_CANDIDATES, is_product_id, MAX_WINDOW_COUNT)
-    purchases = _count_map(doc.get("purchases"), "purchases", PRODUCT_CANDIDATES, is_product_id, MAX_WINDOW_COUNT)
-    return minute, MinuteSummary(sketches, views, purchases, _categories(doc.get("categories")))
+    purchases, revenue = _purchases(doc.get("purchases"))
+    return minute, MinuteSummary(sketches, views, purchases, _categories(doc.get("categories")), revenue)
+
+
+def _purchases(value: object) -> tuple[dict[str, int], dict[str, int]]:
+    """``{id: units}`` (version 2) or ``{id: [units, "revenue cents"]}``: (units, revenue)."""
+    if type(value) is not dict or len(value) > PRODUCT_CANDIDATES:
+        raise _fail(f"purchases must be an object of at most {PRODUCT_CANDIDATES} entries")
+    units: dict[str, int] = {}
+    revenue: dict[str, int] = {}
+    for pid, entry in value.items():
+        count, cents = (entry[0], entry[1]) if type(entry) is list and len(entry) == 2 else (entry, None)
+        if not is_product_id(pid) or type(count) is not int or not 0 <= count <= MAX_WINDOW_COUNT:
+            raise _fail("purchases has a bad entry")
+        units[pid] = count
+        if cents is not None:
+            revenue[pid] = _revenue(cents)
+    return units, revenue
 
 
 def decode(raw: bytes | None, *, partition: int) -> Snapshot:

@@ -88,8 +88,9 @@ class NativePartitionStats:
             seconds={second: tuple(counts) for second, counts in seconds},
             minutes={minute: MinuteSummary({stage: HyperLogLog(bytearray(registers))
                                             for stage, registers in zip(FUNNEL_STAGES, sketches, strict=True)},
-                                           dict(views), dict(purchases), {c: tuple(n) for c, n in category_rows})
-                     for minute, sketches, views, purchases, category_rows in minutes},
+                                           dict(views), dict(purchases), {c: tuple(n) for c, n in category_rows},
+                                           dict(revenue))
+                     for minute, sketches, views, purchases, category_rows, revenue in minutes},
             product_names=dict(names),
             product_categories=dict(categories),
             minute_counts={minute: tuple(counts) for minute, counts in minute_counts},
@@ -102,7 +103,8 @@ class NativePartitionStats:
             [tuple(snapshot.totals[name]) for name in EVENT_TYPES], snapshot.late_total, snapshot.watermark_ms,
             list(snapshot.seconds.items()),
             [(minute, [bytes(summary.sketches[stage].registers) for stage in FUNNEL_STAGES],
-              list(summary.views.items()), list(summary.purchases.items()), list(summary.categories.items()))
+              list(summary.views.items()), list(summary.purchases.items()), list(summary.categories.items()),
+              list(summary.revenue.items()))
              for minute, summary in sorted(snapshot.minutes.items())],
             list(snapshot.product_names.items()), list(snapshot.minute_counts.items()),
             snapshot.finished_through_minute, list(snapshot.product_categories.items()))

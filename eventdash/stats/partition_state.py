@@ -39,12 +39,13 @@ FUNNEL_STAGES = dict(zip((PRODUCTVIEW, ADDTOBASKET, PURCHASE), snapshots.FUNNEL_
 
 
 class MinuteBucket:
-    __slots__ = ("sketches", "views", "purchases", "categories")
+    __slots__ = ("sketches", "views", "purchases", "revenue", "categories")
 
     def __init__(self) -> None:
         self.sketches = {stage: HyperLogLog() for stage in FUNNEL_STAGES.values()}
         self.views: dict[str, int] = {}
         self.purchases: dict[str, int] = {}
+        self.revenue: dict[str, int] = {}  # cents of the units in ``purchases`` (same ids)
         # category -> counts per type; at most MAX_CATEGORIES, then new ones count as OTHER_CATEGORY
         self.categories: dict[str, list[int]] = {}
 
@@ -120,16 +121,23 @@ class PartitionStats:
         if event.type == PRODUCTVIEW:
             self._count_product(bucket.views, event.product_id, 1, event.product_name, event.category)
         elif event.type == PURCHASE:
-            self._count_product(bucket.purchases, event.product_id, event.quantity, event.product_name,
-                                event.category)
+            cut = self._count_product(bucket.purchases, event.product_id, event.quantity, event.product_name,
+                                      event.category)
+            if cut:
+                bucket.revenue = {pid: cents for pid, cents in bucket.revenue.items() if pid in bucket.purchases}
+            if event.product_id in bucket.purchases:
+                bucket.revenue[event.product_id] = (bucket.revenue.get(event.product_id, 0)
+                                                    + event.price_cents * event.quantity)
 
     def record_invalid(self, reason: str) -> None:
         self.invalid[reason] = self.invalid.get(reason, 0) + 1
 
     def _count_product(self, counter: dict[str, int], product_id: str, amount: int, name: str,
-                       category: str) -> None:
+                       category: str) -> bool:
+        """Count ``amount`` for ``product_id``; True if the counter was cut."""
         counter[product_id] = counter.get(product_id, 0) + amount
-        if len(counter) > self.max_product_candidates:
+        cut = len(counter) > self.max_product_candidates
+        if cut:
             keep = sorted(counter.items(), key=lambda kv: kv[1], reverse=True)[: self.max_product_candidates // 2]
             counter.clear()
             counter.update(keep)
@@ -139,6 +147,7 @@ class PartitionStats:
                 self.product_names[product_id] = name
             if category:
                 self.product_categories[product_id] = category
+        return cut
 
     def _prune_names(self) -> None:
         """Keep names and categories only for the ids still counted: never more than the counters hold."""
@@ -172,6 +181,7 @@ class PartitionStats:
         for bucket in self.minutes.values():
             bucket.views.clear()
             bucket.purchases.clear()
+            bucket.revenue.clear()
             bucket.categories.clear()
         self.product_names.clear()
         self.product_categories.clear()
@@ -191,7 +201,7 @@ class PartitionStats:
             late_total=self.late_total,
             seconds={second: tuple(counts) for second, counts in self.seconds.items()},
             minutes={minute: MinuteSummary(dict(b.sketches), dict(b.views), dict(b.purchases),
-                                           {c: tuple(n) for c, n in b.categories.items()})
+                                           {c: tuple(n) for c, n in b.categories.items()}, dict(b.revenue))
                      for minute, b in self.minutes.items()},
             product_names=dict(self.product_names),
             product_categories=dict(self.product_categories),
@@ -217,6 +227,7 @@ class PartitionStats:
                                for stage in FUNNEL_STAGES.values()}
             bucket.views = dict(summary.views)
             bucket.purchases = dict(summary.purchases)
+            bucket.revenue = dict(summary.revenue)
             bucket.categories = {c: list(n) for c, n in summary.categories.items()}
         stats.product_names = dict(snapshot.product_names)
         stats.product_categories = dict(snapshot.product_categories)

@@ -171,6 +171,7 @@ struct MinuteBucket {
     sketches: [Vec<u8>; 3],
     views: Counter,
     purchases: Counter,
+    revenue: IndexMap<String, u128, FxBuildHasher>, // cents of the units in `purchases` (same ids)
     categories: CategoryCounts,
 }
 
@@ -178,7 +179,7 @@ impl MinuteBucket {
     fn new(registers: usize) -> Self {
         MinuteBucket { sketches: [vec![0; registers], vec![0; registers], vec![0; registers]],
                        views: Counter::default(), purchases: Counter::default(),
-                       categories: CategoryCounts::default() }
+                       revenue: IndexMap::default(), categories: CategoryCounts::default() }
     }
 }
 
@@ -301,8 +302,24 @@ impl PartitionCore {
         add_hash(precision, &mut bucket.sketches[stage], h);
         let counted = match t {
             PRODUCTVIEW => Some(count_product(max_candidates, &mut bucket.views, &event.product_id, 1)),
-            PURCHASE => Some(count_product(max_candidates, &mut bucket.purchases, &event.product_id,
-                                           event.quantity as u64)),
+            PURCHASE => {
+                let (cut, present) = count_product(max_candidates, &mut bucket.purchases, &event.product_id,
+                                                   event.quantity as u64);
+                if cut {
+                    let purchases = &bucket.purchases;
+                    bucket.revenue.retain(|pid, _| purchases.contains_key(pid));
+                }
+                if present {
+                    let add = event.price_cents as u128 * event.quantity as u128;
+                    match bucket.revenue.get_mut(event.product_id.as_ref()) {
+                        Some(cents) => *cents = cents.checked_add(add).ok_or("revenue overflow")?,
+                        None => {
+                            bucket.revenue.insert(event.product_id.to_string(), add);
+                        }
+                    }
+                }
+                Some((cut, present))
+            }
             _ => None,
         };
         if let Some((cut, present)) = counted {
@@ -379,10 +396,11 @@ impl PartitionCore {
 
 type Totals = Vec<(u128, u128, u128)>;
 type MinuteExport<'py> = (i64, Vec<Bound<'py, PyBytes>>, Vec<(String, u64)>, Vec<(String, u64)>,
-                          Vec<(String, [u64; 4])>);
+                          Vec<(String, [u64; 4])>, Vec<(String, u128)>);
 type Export<'py> = (Totals, u64, i64, Vec<(i64, [u64; 4])>, Vec<MinuteExport<'py>>, Vec<(String, String)>,
                     Vec<(i64, [u64; 4])>, i64, Vec<(String, String)>);
-type MinuteLoad = (i64, Vec<Vec<u8>>, Vec<(String, u64)>, Vec<(String, u64)>, Vec<(String, [u64; 4])>);
+type MinuteLoad = (i64, Vec<Vec<u8>>, Vec<(String, u64)>, Vec<(String, u64)>, Vec<(String, [u64; 4])>,
+                  Vec<(String, u128)>);
 
 #[pymethods]
 impl PartitionCore {
@@ -421,6 +439,7 @@ impl PartitionCore {
         for bucket in self.minutes.values_mut() {
             bucket.views.clear();
             bucket.purchases.clear();
+            bucket.revenue.clear();
             bucket.categories.clear();
         }
         self.product_names.clear();
@@ -442,7 +461,8 @@ impl PartitionCore {
             let views = b.views.iter().map(|(k, v)| (k.clone(), *v)).collect();
             let purchases = b.purchases.iter().map(|(k, v)| (k.clone(), *v)).collect();
             let categories = b.categories.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            (*m, sketches, views, purchases, categories)
+            let revenue = b.revenue.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            (*m, sketches, views, purchases, categories, revenue)
         }).collect();
         let names = self.product_names.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let minute_counts = self.minute_counts.iter().map(|(m, c)| (*m, *c)).collect();
@@ -459,7 +479,8 @@ impl PartitionCore {
             product_names: Vec<(String, String)>, minute_counts: Vec<(i64, [u64; 4])>,
             finished_through_minute: i64, product_categories: Vec<(String, String)>) -> PyResult<()> {
         let registers = 1usize << self.precision;
-        if totals.len() != 4 || minutes.iter().any(|(_, s, _, _, _)| s.len() != 3 || s.iter().any(|r| r.len() != registers)) {
+        if totals.len() != 4
+            || minutes.iter().any(|(_, s, _, _, _, _)| s.len() != 3 || s.iter().any(|r| r.len() != registers)) {
             return Err(PyValueError::new_err("snapshot state of another shape"));
         }
         for (i, (count, units, revenue)) in totals.into_iter().enumerate() {
@@ -470,10 +491,11 @@ impl PartitionCore {
         self.seconds = seconds.into_iter().collect();
         self.minute_counts = minute_counts.into_iter().collect();
         self.finished_through_minute = finished_through_minute;
-        self.minutes = minutes.into_iter().map(|(minute, sketches, views, purchases, categories)| {
+        self.minutes = minutes.into_iter().map(|(minute, sketches, views, purchases, categories, revenue)| {
             let [a, b, c]: [Vec<u8>; 3] = sketches.try_into().expect("checked above");
             (minute, MinuteBucket { sketches: [a, b, c], views: views.into_iter().collect(),
                                     purchases: purchases.into_iter().collect(),
+                                    revenue: revenue.into_iter().collect(),
                                     categories: categories.into_iter().collect() })
         }).collect();
         self.product_names = product_names.into_iter().collect();

@@ -366,6 +366,7 @@ def worst_state() -> PartitionStats:
         for counter in (bucket.views, bucket.purchases):
             for pid in counter:
                 counter[pid] = WINDOW_BIG - rng.randrange(1000)
+        bucket.revenue = {pid: 10**snapshots.MAX_REVENUE_DIGITS - 1 - rng.randrange(1000) for pid in bucket.purchases}
     for reason in (*InvalidReason.ALL, INTERNAL_ERROR):
         stats.record_invalid(reason)
         stats.invalid[reason] = BIG
