@@ -2,24 +2,28 @@
 
 Each rule compares the minute being judged with a robust baseline of the minutes before it: the
 median, and a scale of 1.4826 x the median absolute deviation (the standard deviation for normal
-data, unmoved by the outliers it is looking for), never below a noise floor (Poisson for counts).
-A rule may fire only when its baseline has enough minutes and enough volume. The same facts give
+data, unmoved by the outliers it is looking for). A count must also be less likely than 10^-z as
+Poisson noise around the median, so small counts never alarm on noise. A rule may fire only when
+its baseline has enough minutes and enough volume. The same facts give
 the same findings, so every dashboard that reads the same snapshots raises the same alerts.
 
-| rule | fires when (defaults) |
-|---|---|
-| ``purchase_collapse`` | purchases fall to at most 20 % of their median (robust z <= -z) while views go on (>= 50 % of theirs) |
-| ``conversion_drop`` | purchases per view fall to at most half the median conversion (robust z <= -z), purchases not collapsed |
-| ``traffic_spike`` | events reach 1.5 x the median and robust z >= z |
-| ``single_session_dominance`` | views per viewing session reach 3 x the median and robust z >= z: a few sessions make most views |
-| ``price_drop`` | a product's revenue per unit falls below 20 % of its median over the last minutes |
-| ``dead_letter_spike`` | rejected records in a minute reach ``dlq_min`` and 5 x the median |
+Rules (defaults; ``z`` is EVENTDASH_ALERT_Z):
+- ``purchase_collapse``: purchases fall to at most 20 % of their median, as unlikely as 10^-z, while
+  views go on (at least half of theirs);
+- ``conversion_drop``: purchases per view fall to at most half the median conversion (robust
+  z <= -z) without a purchase collapse;
+- ``traffic_spike``: events reach 1.5 x the median, as unlikely as 10^-z;
+- ``single_session_dominance``: views per viewing session reach 3 x the median and robust z >= z
+  (a few sessions make most views);
+- ``price_drop``: a product's revenue per unit falls below 20 % of its median over the last minutes;
+- ``dead_letter_spike``: rejected records in a minute reach ``dlq_min`` and 5 x the median.
 
 ``pipeline_stuck`` is judged by the dashboard's health (a partition's statistics stopped
 advancing) and lives in :mod:`eventdash.dashboard.alert_monitor`.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +83,27 @@ def robust(values: Sequence[float], floor: float) -> tuple[float, float]:
     return median, max(1.4826 * mad, floor)
 
 
+def poisson_tail(count: int, mean: float, *, upper: bool) -> float:
+    """P(X <= count), or P(X >= count) if ``upper``, for X ~ Poisson(mean): how unlikely a count is as noise."""
+    mean = max(mean, 1e-9)
+    log_terms = [k * math.log(mean) - mean - math.lgamma(k + 1) for k in range(count + 1)]
+    top = max(log_terms)
+    below = math.exp(top) * sum(math.exp(t - top) for t in log_terms)  # P(X <= count)
+    if not upper:
+        return min(1.0, below)
+    return max(0.0, 1.0 - below + math.exp(log_terms[-1]))  # P(X >= count)
+
+
+def count_abnormal(now: int, values: Sequence[int], z: float, *, upper: bool) -> bool:
+    """A count far from its baseline: less likely than 10^-z as Poisson noise around the median, and, when
+    the baseline varies more than Poisson noise does, also ``z`` robust standard deviations away."""
+    median, scale = robust(values, 0.0)
+    if poisson_tail(now, median, upper=upper) > 10.0 ** -z:
+        return False
+    overdispersed = scale > 1.5 * math.sqrt(max(median, 1.0))
+    return not overdispersed or (now - median) / scale * (1 if upper else -1) >= z
+
+
 def _clock(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, UTC).strftime("%H:%M UTC")
 
@@ -117,6 +142,17 @@ def _subject(cur: Detail | None, base: Sequence[Detail], of: str, sign: int) -> 
     return None
 
 
+def _leaders(cur: Detail | None, base: Sequence[Detail]) -> str:
+    """", mostly views of A, B and C" when up to three products make most (60 %) of a rise in views."""
+    if cur is None or len(base) < 3:
+        return ""
+    rise = {k: v for k, v in _change(cur.product_views, [d.product_views for d in base], 1).items() if v > 0}
+    top = sorted(rise, key=lambda k: (-rise[k], k))[:3]
+    if not top or sum(rise[k] for k in top) < 0.6 * sum(rise.values()):
+        return ""
+    return ", mostly views of " + ", ".join(cur.names.get(k, k) for k in top)
+
+
 def evaluate_minute(facts: Sequence[MinuteFacts], settings: AlertSettings) -> list[Finding]:
     """The findings of the last minute of ``facts`` against the ones before it (oldest first)."""
     if not facts:
@@ -134,19 +170,31 @@ def evaluate_minute(facts: Sequence[MinuteFacts], settings: AlertSettings) -> li
     now_views, now_purchases = cur.counts[VIEWS], cur.counts[PURCHASES]
     when = _clock(cur.minute)
 
-    median_views, _ = robust(views, 1.0)
-    median_purchases, purchase_scale = robust(purchases, max(1.0, statistics.median(purchases) ** 0.5))
+    median_views = statistics.median(views)
+    median_purchases = statistics.median(purchases)
     collapsed = (median_purchases >= 3 and now_views >= 0.5 * median_views
                  and now_purchases <= 0.2 * median_purchases
-                 and (now_purchases - median_purchases) / purchase_scale <= -settings.z)
+                 and count_abnormal(now_purchases, purchases, settings.z, upper=False))
     if collapsed and "purchase_collapse" in on:
         found.append(Finding("purchase_collapse", _subject(cur.detail, details, "purchases", -1),
                              f"Purchases fell to {now_purchases} in the minute of {when} (usually "
                              f"{median_purchases:g}) while views went on ({now_views}, usually {median_views:g})"))
 
+    dominated = False  # a few sessions making most views: the conversion they drag down is not the news
+    ratios = [f.counts[VIEWS] / f.detail.viewers for f in base if f.detail is not None and f.detail.viewers > 0]
+    if ("single_session_dominance" in on and cur.detail is not None and cur.detail.viewers > 0
+            and len(ratios) >= 5 and now_views >= settings.min_volume):
+        median_ratio, scale = robust(ratios, max(0.1, 0.1 * statistics.median(ratios)))
+        ratio = now_views / cur.detail.viewers
+        if ratio >= 3 * median_ratio and (ratio - median_ratio) / scale >= settings.z:
+            dominated = True
+            found.append(Finding("single_session_dominance", None,
+                                 f"About {cur.detail.viewers} sessions made {now_views} views in the minute of "
+                                 f"{when}: {ratio:.1f} views per session (usually {median_ratio:.1f})"))
+
     conversions = [f.counts[PURCHASES] / f.counts[VIEWS] for f in base if f.counts[VIEWS] >= 10]
-    if (not collapsed and "conversion_drop" in on and len(conversions) >= settings.min_baseline_minutes
-            and now_views >= settings.min_volume // 2):
+    if (not collapsed and not dominated and "conversion_drop" in on
+            and len(conversions) >= settings.min_baseline_minutes and now_views >= settings.min_volume // 2):
         median_conversion, scale = robust(conversions, max(0.005, 0.1 * statistics.median(conversions)))
         conversion = now_purchases / now_views
         if (median_conversion > 0 and conversion <= 0.5 * median_conversion
@@ -155,22 +203,13 @@ def evaluate_minute(facts: Sequence[MinuteFacts], settings: AlertSettings) -> li
                                  f"Conversion fell to {conversion:.1%} in the minute of {when} "
                                  f"(usually {median_conversion:.1%})"))
 
-    median_events, event_scale = robust(events, max(1.0, statistics.median(events) ** 0.5))
+    median_events = statistics.median(events)
     now_events = sum(cur.counts)
     if ("traffic_spike" in on and now_events >= 1.5 * median_events
-            and (now_events - median_events) / event_scale >= settings.z):
+            and count_abnormal(now_events, events, settings.z, upper=True)):
         found.append(Finding("traffic_spike", _subject(cur.detail, details, "views", 1),
-                             f"{now_events} events in the minute of {when} (usually {median_events:g})"))
-
-    ratios = [f.counts[VIEWS] / f.detail.viewers for f in base if f.detail is not None and f.detail.viewers > 0]
-    if ("single_session_dominance" in on and cur.detail is not None and cur.detail.viewers > 0
-            and len(ratios) >= 5 and now_views >= settings.min_volume):
-        median_ratio, scale = robust(ratios, max(0.1, 0.1 * statistics.median(ratios)))
-        ratio = now_views / cur.detail.viewers
-        if ratio >= 3 * median_ratio and (ratio - median_ratio) / scale >= settings.z:
-            found.append(Finding("single_session_dominance", None,
-                                 f"About {cur.detail.viewers} sessions made {now_views} views in the minute of "
-                                 f"{when}: {ratio:.1f} views per session (usually {median_ratio:.1f})"))
+                             f"{now_events} events in the minute of {when} (usually {median_events:g})"
+                             + _leaders(cur.detail, details)))
 
     if "price_drop" in on and cur.detail is not None and len(details) >= 3:
         found.extend(_price_drops(cur.detail, details, when))
@@ -203,7 +242,8 @@ def evaluate_dead_letters(per_minute: Sequence[int], settings: AlertSettings) ->
     if DEAD_LETTER_RULE in settings.disabled or len(per_minute) < 2:
         return None
     now = per_minute[-1]
-    median, scale = robust(per_minute[:-1], max(1.0, statistics.median(per_minute[:-1]) ** 0.5))
-    if now >= settings.dlq_min and now >= 5 * max(median, 1) and (now - median) / scale >= settings.z:
+    median = statistics.median(per_minute[:-1])
+    if (now >= settings.dlq_min and now >= 5 * max(median, 1)
+            and count_abnormal(now, per_minute[:-1], settings.z, upper=True)):
         return Finding(DEAD_LETTER_RULE, None, f"{now} records rejected in the last minute (usually {median:g})")
     return None
