@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .alerts.rules import RULES, AlertSettings
 from .snapshots import HEARTBEAT_SECONDS, MAX_HORIZON_SECONDS, PRODUCT_CANDIDATES
 
 T = TypeVar("T")
@@ -61,6 +62,9 @@ class Settings:
     auth_users_file: str = ""
     auth_proxy_header: str = "X-Forwarded-User"
     metrics_auth: str = "open"  # /metrics: open (for Prometheus on a private network) or protected
+    # alerts (docs/alerts.md)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    alert_webhook_url: str = ""
     # operations
     startup_timeout_seconds: float = 60.0
     log_level: str = "INFO"
@@ -109,6 +113,18 @@ class Settings:
             auth_proxy_header=env.text("EVENTDASH_AUTH_PROXY_HEADER", cls.auth_proxy_header,
                                        re.compile(r"^[A-Za-z0-9-]{1,64}$")),
             metrics_auth=env.choice("EVENTDASH_METRICS_AUTH", cls.metrics_auth, ("open", "protected")),
+            alerts=AlertSettings(
+                z=env.number("EVENTDASH_ALERT_Z", AlertSettings.z, 2.0, 20.0),
+                min_volume=env.integer("EVENTDASH_ALERT_MIN_VOLUME", AlertSettings.min_volume, 1, 10**9),
+                baseline_minutes=env.integer("EVENTDASH_ALERT_BASELINE_MINUTES", AlertSettings.baseline_minutes,
+                                             10, 720),
+                min_baseline_minutes=AlertSettings.min_baseline_minutes,
+                resolve_minutes=env.integer("EVENTDASH_ALERT_RESOLVE_MINUTES", AlertSettings.resolve_minutes, 1, 60),
+                stuck_seconds=env.number("EVENTDASH_ALERT_STUCK_SECONDS", AlertSettings.stuck_seconds, 0.0, 86_400.0),
+                dlq_min=env.integer("EVENTDASH_ALERT_DLQ_MIN", AlertSettings.dlq_min, 1, 10**9),
+                disabled=env.parse("EVENTDASH_ALERTS_DISABLED", "", _rules),
+            ),
+            alert_webhook_url=env.parse("EVENTDASH_ALERT_WEBHOOK_URL", "", _webhook_url),
             startup_timeout_seconds=env.number(
                 "EVENTDASH_STARTUP_TIMEOUT_SECONDS", cls.startup_timeout_seconds, 1.0, 3600.0),
             log_level=env.choice("EVENTDASH_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -214,6 +230,20 @@ def _bootstrap(value: str) -> str:
         if not match or not 1 <= int(match.group(1)) <= 65_535:
             raise ValueError(f"{server!r} is not host:port")
     return ",".join(servers)
+
+
+def _rules(value: str) -> frozenset[str]:
+    names = frozenset(n.strip() for n in value.split(",") if n.strip())
+    unknown = sorted(names - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown rules {', '.join(unknown)} (rules: {', '.join(RULES)})")
+    return names
+
+
+def _webhook_url(value: str) -> str:
+    if value and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
 
 
 def _origins(value: str) -> tuple[str, ...]:

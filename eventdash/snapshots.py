@@ -58,6 +58,7 @@ from .events.model import (
     MAX_CATEGORY_CHARS,
     MAX_PRODUCT_ID_CHARS,
     MAX_PRODUCT_NAME_CHARS,
+    OTHER_CATEGORY,
     is_category,
     is_product_id,
     is_product_name,
@@ -79,7 +80,6 @@ MAX_SNAPSHOT_BYTES = 900_000  # the budget: room for record overhead below the p
 PRODUCT_CANDIDATES = 32  # product counters per minute and kind; pruned to half beyond
 FUNNEL_MINUTES = 16  # minute buckets kept: the longest window (15 min) and the current minute
 MAX_CATEGORIES = 16  # categories counted per minute bucket; any further one counts as OTHER_CATEGORY
-OTHER_CATEGORY = "(other)"
 MAX_INVALID_REASONS = 16
 INVALID_REASONS = frozenset((*InvalidReason.ALL, "internal_error"))  # all that the aggregator records
 MAX_COUNT = 2**63 - 1  # totals: any count a partition can reach; readers sum them as exact integers
@@ -286,8 +286,8 @@ def decode_sketch(text: object) -> HyperLogLog:
 def _categories(value: object) -> dict[str, tuple[int, int, int, int]]:
     if value is None:
         return {}  # before version 3
-    if type(value) is not dict or len(value) > MAX_CATEGORIES + 1:
-        raise _fail(f"categories must be an object of at most {MAX_CATEGORIES + 1} entries")
+    if type(value) is not dict or len(value) > MAX_CATEGORIES + (OTHER_CATEGORY in value):
+        raise _fail(f"categories must be an object of at most {MAX_CATEGORIES} categories and {OTHER_CATEGORY}")
     rows = {}
     for name, row in value.items():
         if (not (is_category(name) or name == OTHER_CATEGORY) or type(row) is not list or len(row) != 4

@@ -129,7 +129,11 @@
     const query = filter.product !== undefined ? "product=" + encodeURIComponent(filter.product)
       : "category=" + encodeURIComponent(filter.category);
     const ticket = ++sliceRequest, key = windowKey;
-    fetch("/api/stats?window=" + key + "&" + query, { cache: "no-store" }).then((r) => (r.ok ? r.json() : null))
+    fetch("/api/stats?window=" + key + "&" + query, { cache: "no-store" })
+      .then((r) => {
+        if (r.status === 400 && ticket === sliceRequest) setFilter(null); // a link with a filter this page cannot show
+        return r.ok ? r.json() : null;
+      })
       .then((doc) => {
         if (!doc || ticket !== sliceRequest || key !== windowKey || !filter) return;
         if (paused && !shown && sliceDoc) return;
@@ -161,13 +165,26 @@
     render();
     paused = wasPaused;
   }
-  function pickButton(text, onPick) {
+  function pickButton(text, key, onPick) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "pick";
     button.textContent = text;
+    button.dataset.key = key;
     button.addEventListener("click", onPick);
     return button;
+  }
+  // Tables of pick buttons are rebuilt only when what they show changes, and the focused button keeps
+  // its focus across a rebuild: a keyboard user can move through them while updates arrive.
+  function replaceRows(tbody, rows, signature) {
+    if (tbody.dataset.signature === signature) return;
+    const focused = tbody.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+    tbody.dataset.signature = signature;
+    tbody.replaceChildren(rows);
+    if (focused != null) {
+      const again = [...tbody.querySelectorAll("button.pick")].find((b) => b.dataset.key === focused);
+      if (again) again.focus();
+    }
   }
   let minuteRequest = 0;
   // shown: render it even while paused (the window was just picked); else a paused page only keeps it
@@ -205,7 +222,7 @@
       const tr = document.createElement("tr");
       const name = document.createElement("td");
       name.className = "product";
-      name.append(pickButton(row.name, () => setFilter({ product: row.product_id, name: row.name })));
+      name.append(pickButton(row.name, row.product_id, () => setFilter({ product: row.product_id, name: row.name })));
       name.title = row.product_id;
       if (filter && filter.product === row.product_id) tr.setAttribute("aria-current", "true");
       const count = document.createElement("td");
@@ -214,7 +231,7 @@
       tr.append(name, count);
       fresh.append(tr);
     }
-    tbody.replaceChildren(fresh);
+    replaceRows(tbody, fresh, JSON.stringify([rows, filter]));
   }
 
   function renderCategories(rows) {
@@ -222,7 +239,8 @@
     for (const row of rows || []) {
       const tr = document.createElement("tr");
       const name = document.createElement("td");
-      name.append(pickButton(categoryName(row.category), () => setFilter({ category: row.category })));
+      if (row.sliceable === false) name.textContent = "other categories"; // not one category: no slice
+      else name.append(pickButton(categoryName(row.category), row.category, () => setFilter({ category: row.category })));
       const count = document.createElement("td");
       count.className = "num";
       count.textContent = intFmt.format(row.events);
@@ -230,7 +248,7 @@
       tr.append(name, count);
       fresh.append(tr);
     }
-    $("top-categories").replaceChildren(fresh);
+    replaceRows($("top-categories"), fresh, JSON.stringify([rows || [], filter]));
   }
 
   function renderPrograms(programs) {
@@ -258,7 +276,7 @@
     const slice = filter && sliceDoc ? sliceDoc.window : null;
     const w = slice || s.windows[detailKey()];
     setText("kpi-rate", !filter ? rateFmt.format(s.events_per_second) :
-      slice ? rateFmt.format(slice.events / WINDOW_SECONDS[windowKey]) : "–");
+      slice ? rateFmt.format(slice.events_per_second) : "–");
     for (const t of TYPES) {
       const n = !filter ? s.totals[t] : slice ? slice.counts[t === "purchase" && slice.counts.purchase_units !== undefined ? "purchase_units" : t] : undefined;
       setText("kpi-total-" + t, n === undefined ? "–" : intFmt.format(n));
@@ -272,10 +290,13 @@
       "per-minute means · " + intFmt.format(minutes.window.events) + " events" +
       (minutes.window.complete ? "" : " · history still loading"));
     setText("kpi-revenue", filter ? "–" : moneyFmt.format(s.revenue)); // revenue is not kept per slice
-    setText("kpi-conversion", w.funnel.conversion_rate == null ? "–" : pctFmt.format(w.funnel.conversion_rate));
+    const conversion = filter && !slice ? null : w.funnel.conversion_rate;
+    setText("kpi-conversion", conversion == null ? "–" : pctFmt.format(conversion));
     setText("kpi-invalid", intFmt.format(s.invalid_total));
 
-    const f = w.funnel, top = Math.max(1, f.viewed);
+    const waiting = Boolean(filter) && !slice; // a slice was asked for and has not come yet: nothing of the whole shop
+    const f = waiting ? { viewed: undefined, added: undefined, purchased: undefined } : w.funnel;
+    const top = Math.max(1, f.viewed || 0);
     for (const stage of ["viewed", "added", "purchased"]) {
       const n = stage === "purchased" && f.purchased_units !== undefined ? f.purchased_units : f[stage];
       setText("funnel-" + stage, n === undefined ? "–" : intFmt.format(n));
@@ -286,8 +307,8 @@
     setText("funnel-note", basis + (f.basket_abandonment_rate == null ? "" :
       "Removed vs added: " + pctFmt.format(f.basket_abandonment_rate) +
       (f.view_to_basket_rate == null ? "" : " · viewed → added: " + pctFmt.format(f.view_to_basket_rate))));
-    renderTop("top-views", w.top_products.views);
-    renderTop("top-purchases", w.top_products.purchases);
+    renderTop("top-views", waiting ? [] : w.top_products.views);
+    renderTop("top-purchases", waiting ? [] : w.top_products.purchases);
     renderCategories((s.windows[detailKey()] || {}).categories);
 
     const h = s.health || {};
@@ -538,6 +559,7 @@
     seq = null; resyncAsked = false;
     if (tailOpen) socket.emit("tail", { open: true });
     fetchMinutes(false); // a reconnected page gets the whole per-minute range again at once (held if paused)
+    fetchSlice(false);
   });
   socket.on("tail", onTail);
   $("tail-toggle").addEventListener("click", () => setTailOpen(!tailOpen));

@@ -15,6 +15,7 @@ from ..stats.export import (
     EXPORT_SERIES_SECONDS,
     MinuteSeries,
     UnknownWindow,
+    complete_through,
     last_complete_minute,
     window_seconds,
 )
@@ -115,9 +116,10 @@ class LiveStats:
         if label not in WINDOWS:
             raise UnknownWindow(label, WINDOWS, "window (a filter covers at most 15 minutes)")
         view = self.view(series_seconds=BROADCAST_SERIES_SECONDS)
+        now_ms = view["generated_at_ms"]
         return {**{key: view[key] for key in DOCUMENT_FIELDS if key in view},
-                "window": slice_window(self.feed.snapshots, now_ms=view["generated_at_ms"], label=label, where=where,
-                                       top_n=self.settings.top_n)}
+                "window": slice_window(self.feed.snapshots, now_ms=now_ms, label=label, where=where,
+                                       complete_through_s=complete_through(view, now_ms), top_n=self.settings.top_n)}
 
     def health(self, view: dict, now_ms: int) -> dict:
         """Kafka reachable, every partition's statistics advancing (a live aggregator commits each

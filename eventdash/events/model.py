@@ -23,6 +23,7 @@ EVENT_TYPES: tuple[str, ...] = (PRODUCTVIEW, ADDTOBASKET, REMOVEFROMBASKET, PURC
 MAX_PRODUCT_ID_CHARS = 64  # printable ASCII
 MAX_PRODUCT_NAME_CHARS = 64  # printable text
 MAX_CATEGORY_CHARS = 32  # printable ASCII; "" is "no category"
+OTHER_CATEGORY = "(other)"  # where the statistics count categories past their limit: no event may name it
 
 
 def is_product_id(value: object) -> bool:
@@ -36,7 +37,7 @@ def is_product_name(value: object) -> bool:
 
 def is_category(value: object) -> bool:
     return (type(value) is str and len(value) <= MAX_CATEGORY_CHARS
-            and value.isascii() and value.isprintable())
+            and value.isascii() and value.isprintable() and value != OTHER_CATEGORY)
 
 
 class Event(NamedTuple):

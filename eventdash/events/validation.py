@@ -11,6 +11,7 @@ from .model import (
     MAX_CATEGORY_CHARS,
     MAX_PRODUCT_ID_CHARS,
     MAX_PRODUCT_NAME_CHARS,
+    OTHER_CATEGORY,
     Event,
     is_category,
     is_product_id,
@@ -107,7 +108,8 @@ def parse_event(raw: bytes | None, *, now_ms: int, future_tolerance_ms: int = 60
     category = data.get("category") or ""
     if not is_category(category):
         raise InvalidEvent(InvalidReason.WRONG_TYPE,
-                           f"category must be printable ASCII of at most {MAX_CATEGORY_CHARS} characters")
+                           f"category must be printable ASCII of at most {MAX_CATEGORY_CHARS} characters, "
+                           f"not {OTHER_CATEGORY}")
 
     return Event(event_id, event_type, ts, session_id, user_id, product_id, name, round(price * 100), quantity,
                  category)

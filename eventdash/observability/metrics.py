@@ -78,6 +78,11 @@ class DashboardMetrics:
         self.snapshots_skipped = Counter("eventdash_dashboard_snapshots_skipped_total",
                                          "records on the statistics topic that are not valid snapshots", ["reason"],
                                          registry=self.registry)
+        self.alert_active = Gauge("eventdash_alert_active", "1 while an alert of this rule is open", ["rule"],
+                                  registry=self.registry)
+        self.alert_webhook = Counter("eventdash_alert_webhook_total",
+                                     "alert webhook deliveries by outcome (delivered, retried, dropped, given_up)",
+                                     ["outcome"], registry=self.registry)
         self.history_skipped = Counter("eventdash_dashboard_history_records_skipped_total",
                                        "records on the history topic that are not valid history records",
                                        registry=self.registry)

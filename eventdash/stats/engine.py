@@ -154,7 +154,8 @@ class NativeEngine(PythonEngine):
                 max_bytes=max_bytes, max_text_chars=validation.MAX_TEXT, max_ts=validation.MAX_TS,
                 future_tolerance_ms=future_tolerance_ms, max_price=validation.MAX_PRICE,
                 max_quantity=validation.MAX_QUANTITY, max_product_id_chars=MAX_PRODUCT_ID_CHARS,
-                max_product_name_chars=MAX_PRODUCT_NAME_CHARS, max_category_chars=MAX_CATEGORY_CHARS)
+                max_product_name_chars=MAX_PRODUCT_NAME_CHARS, max_category_chars=MAX_CATEGORY_CHARS,
+                reserved_category=OTHER_CATEGORY)
         return rules
 
     def aggregate_run(self, messages: list, start: int, states: dict[int, PartitionState], *,

@@ -17,13 +17,14 @@ from typing import NamedTuple
 from ..events.model import (
     ADDTOBASKET,
     EVENT_TYPES,
+    OTHER_CATEGORY,
     PRODUCTVIEW,
     PURCHASE,
     REMOVEFROMBASKET,
     is_category,
     is_product_id,
 )
-from ..snapshots import OTHER_CATEGORY, Snapshot
+from ..snapshots import Snapshot
 from .view import WINDOWS, _ratio, _top, json_safe_integer
 
 
@@ -60,10 +61,13 @@ def _minute_range(now_ms: int, label: str) -> tuple[int, int]:
 
 
 def slice_window(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: str, where: Filter,
-                 top_n: int = 10) -> dict:
-    """The window ``label`` of the slice ``where``: counts, a per-minute series, funnel, top products."""
+                 complete_through_s: int, top_n: int = 10) -> dict:
+    """The window ``label`` of the slice ``where``: counts, funnel and top products of its minutes (the
+    current one included, as the page's funnel), and a per-minute series from one minute earlier (so even
+    the 1 minute window has a complete minute to draw; ``complete_through_s`` says which are complete)."""
     first, last = _minute_range(now_ms, label)
-    length = last - first + 1
+    series_first = first - 1
+    length = last - series_first + 1
     series = [[0, 0, 0, 0] for _ in range(length)]
     views: dict[str, int] = {}
     purchases: dict[str, int] = {}
@@ -74,9 +78,9 @@ def slice_window(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: str, 
         categories.update(snap.product_categories)
     for snap in snapshots.values():
         for minute, bucket in snap.minutes.items():
-            if not first <= minute <= last:
+            if not series_first <= minute <= last:
                 continue
-            row = series[minute - first]
+            row = series[minute - series_first]
             if where.category is not None:
                 counts = bucket.categories.get(where.category)
                 if counts:
@@ -85,23 +89,26 @@ def slice_window(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: str, 
             else:
                 row[0] += bucket.views.get(where.product, 0)
                 row[3] += bucket.purchases.get(where.product, 0)
+            if minute < first:
+                continue
             for pid, n in bucket.views.items():
                 views[pid] = views.get(pid, 0) + n
             for pid, n in bucket.purchases.items():
                 purchases[pid] = purchases.get(pid, 0) + n
 
     def keep(pid: str) -> bool:
-        return pid == where.product if where.product is not None else categories.get(pid) == where.category
+        return pid == where.product if where.product is not None else categories.get(pid, "") == where.category
 
-    totals = dict(zip(EVENT_TYPES, (sum(row[i] for row in series) for i in range(4)), strict=True))
+    totals = dict(zip(EVENT_TYPES, (sum(row[i] for row in series[1:]) for i in range(4)), strict=True))
+    covered_s = max(1.0, (now_ms - first * 60_000) / 1000)
     safe = json_safe_integer
     if where.product is not None:  # the counters hold views and units purchased only
         counts = {"productview": safe(totals[PRODUCTVIEW]), "purchase_units": safe(totals[PURCHASE])}
         funnel = {"basis": "product", "viewed": counts["productview"], "purchased_units": counts["purchase_units"]}
     else:
         counts = {t: safe(n) for t, n in totals.items()}
-        funnel = {"basis": "events", "viewed": totals[PRODUCTVIEW], "added": totals[ADDTOBASKET],
-                  "purchased": totals[PURCHASE],
+        funnel = {"basis": "events", "viewed": safe(totals[PRODUCTVIEW]), "added": safe(totals[ADDTOBASKET]),
+                  "purchased": safe(totals[PURCHASE]),
                   "view_to_basket_rate": _ratio(totals[ADDTOBASKET], totals[PRODUCTVIEW]),
                   "conversion_rate": _ratio(totals[PURCHASE], totals[PRODUCTVIEW]),
                   "basket_abandonment_rate": _ratio(totals[REMOVEFROMBASKET], totals[ADDTOBASKET])}
@@ -111,11 +118,16 @@ def slice_window(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: str, 
         "label": label,
         "counts": counts,
         "events": safe(sum(totals.values())),
+        "events_per_second": round(sum(totals.values()) / covered_s, 3),  # over the seconds the minutes cover
         "funnel": funnel,
         "top_products": {
-            "views": _top({pid: n for pid, n in views.items() if keep(pid)}, names, top_n),
-            "purchases": _top({pid: n for pid, n in purchases.items() if keep(pid)}, names, top_n),
+            "views": _safe_top(_top({pid: n for pid, n in views.items() if keep(pid)}, names, top_n)),
+            "purchases": _safe_top(_top({pid: n for pid, n in purchases.items() if keep(pid)}, names, top_n)),
         },
-        "series": {"start_s": first * 60, "step_s": 60, "complete_through_s": last * 60 - 1,
+        "series": {"start_s": series_first * 60, "step_s": 60, "complete_through_s": complete_through_s,
                    "by_type": {t: [safe(row[i]) for row in series] for i, t in enumerate(EVENT_TYPES)}},
     }
+
+
+def _safe_top(rows: list[dict]) -> list[dict]:
+    return [{**row, "count": json_safe_integer(row["count"])} for row in rows]

@@ -153,13 +153,16 @@ def window_categories(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: 
                     total = sums.setdefault(name, [0, 0, 0, 0])
                     for i in range(4):
                         total[i] += row[i]
-    ranked = sorted(sums.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
-    if len(ranked) > LISTED_CATEGORIES:
-        rest = [sum(row[i] for _, row in ranked[LISTED_CATEGORIES - 1:]) for i in range(4)]
-        ranked = [kv for kv in ranked[:LISTED_CATEGORIES - 1] if kv[0] != OTHER_CATEGORY] + [(OTHER_CATEGORY, rest)]
-    return [{"category": name, "events": json_safe_integer(sum(row)),
+    ranked = sorted(((k, v) for k, v in sums.items() if k != OTHER_CATEGORY), key=lambda kv: (-sum(kv[1]), kv[0]))
+    listed = [(name, row, True) for name, row in ranked[:LISTED_CATEGORIES - 1]]
+    rest = [OTHER_CATEGORY in sums and sums[OTHER_CATEGORY][i] or 0 for i in range(4)]
+    for _, row in ranked[LISTED_CATEGORIES - 1:]:
+        rest = [a + b for a, b in zip(rest, row, strict=True)]
+    if any(rest):  # the per-minute overflow and the categories past the list: not one category, so no slice
+        listed.append((OTHER_CATEGORY, rest, False))
+    return [{"category": name, "events": json_safe_integer(sum(row)), "sliceable": sliceable,
              "counts": {t: json_safe_integer(n) for t, n in zip(EVENT_TYPES, row, strict=True)}}
-            for name, row in ranked]
+            for name, row, sliceable in listed]
 
 
 def _top(counter: Mapping[str, int], names: Mapping[str, str], n: int) -> list[dict]:

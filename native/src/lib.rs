@@ -49,19 +49,20 @@ pub struct EventRules {
     max_product_id_chars: usize,
     max_product_name_chars: usize,
     max_category_chars: usize,
+    reserved_category: String, // the statistics' own "(other)": no event may name it
 }
 
 #[pymethods]
 impl EventRules {
     #[new]
     #[pyo3(signature = (*, max_bytes, max_text_chars, max_ts, future_tolerance_ms, max_price, max_quantity,
-                        max_product_id_chars, max_product_name_chars, max_category_chars))]
+                        max_product_id_chars, max_product_name_chars, max_category_chars, reserved_category))]
     #[allow(clippy::too_many_arguments)]
     fn new(max_bytes: usize, max_text_chars: usize, max_ts: i64, future_tolerance_ms: i64, max_price: i64,
            max_quantity: i64, max_product_id_chars: usize, max_product_name_chars: usize,
-           max_category_chars: usize) -> Self {
+           max_category_chars: usize, reserved_category: String) -> Self {
         EventRules { max_bytes, max_text_chars, max_ts, future_tolerance_ms, max_price, max_quantity,
-                     max_product_id_chars, max_product_name_chars, max_category_chars }
+                     max_product_id_chars, max_product_name_chars, max_category_chars, reserved_category }
     }
 }
 
@@ -158,7 +159,8 @@ fn accept<'a>(raw: &'a [u8], rules: &EventRules, now_ms: i64) -> Option<Accepted
     };
     let category = match wire.category {
         None => Cow::Borrowed(""),
-        Some(category) if category.len() <= rules.max_category_chars && is_printable_ascii(&category) => category,
+        Some(category) if category.len() <= rules.max_category_chars && is_printable_ascii(&category)
+            && category != rules.reserved_category => category,
         Some(_) => return None,
     };
     Some(Accepted { type_index, ts: wire.ts, session_id: wire.session_id, product_id, product_name,

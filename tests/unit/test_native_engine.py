@@ -60,7 +60,7 @@ UNUSUAL_RECORDS = [  # valid or not, the reference decides: the native path must
     b'{%s, "price": 1, "quantity": 1, "extra": [1, {"a": null}]}' % _BASE,
     *[b'{%s, "price": 1, "quantity": 1, "category": %s}' % (_BASE, c) for c in (
         b'false', b'0', b'""', b'null', b'"Tea"', b'"' + b"x" * 33 + b'"', b'"Caf\xc3\xa9"', b'"tab\\there"',
-        b'"\\u0041"', b'["Tea"]')],
+        b'"\\u0041"', b'["Tea"]', b'"(other)"', b'"(othe\\u0072)"')],
     b'{%s, "price": 18446744073709551616, "quantity": 1}' % _BASE,
     b' \n{%s, "price": 1, "quantity": 1} ' % _BASE,
     b'[{%s, "price": 1, "quantity": 1}]' % _BASE,

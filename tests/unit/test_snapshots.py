@@ -424,3 +424,14 @@ def test_a_snapshot_decode_accepts_restores_to_a_state_that_encodes():
     restored = PartitionStats.from_snapshot(snapshot, horizon_seconds=900)
     assert len(restored.seconds) <= 900
     encode(restored.to_snapshot(next_offset=5, updated_at_ms=T0))
+
+
+def test_a_minute_holds_at_most_its_categories_and_the_overflow():
+    from eventdash.snapshots import MAX_CATEGORIES, OTHER_CATEGORY
+    doc = sample_doc()
+    doc["minutes"][0]["categories"] = {f"c{i}": [1, 0, 0, 0] for i in range(MAX_CATEGORIES)}
+    doc["minutes"][0]["categories"][OTHER_CATEGORY] = [1, 0, 0, 0]
+    assert len(decode(orjson.dumps(doc), partition=3).minutes[doc["minutes"][0]["minute"]].categories) == 17
+    del doc["minutes"][0]["categories"][OTHER_CATEGORY]
+    doc["minutes"][0]["categories"]["c-extra"] = [1, 0, 0, 0]  # 17 named: the aggregator never writes that
+    assert rejected_doc(doc).reason == "bad_field"
