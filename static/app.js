@@ -59,6 +59,26 @@
   const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const minuteFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
   const X_LABEL_SPACE = 90;
+  // Alerts on the chart: a solid line where one started, a dashed one where it ended (eventdash/alerts).
+  let alertMarks = []; // [{t: epoch second, label, end}]
+  function drawAlertMarks(u) {
+    const ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+    ctx.save();
+    ctx.strokeStyle = ctx.fillStyle = cssVar("--bad");
+    ctx.lineWidth = Math.max(1, devicePixelRatio);
+    ctx.font = Math.round(11 * devicePixelRatio) + "px sans-serif";
+    for (const mark of alertMarks) {
+      const x = u.valToPos(mark.t, "x", true);
+      if (!(x >= u.bbox.left && x <= u.bbox.left + u.bbox.width)) continue;
+      ctx.setLineDash(mark.end ? [4 * devicePixelRatio, 4 * devicePixelRatio] : []);
+      ctx.beginPath();
+      ctx.moveTo(x, top);
+      ctx.lineTo(x, top + height);
+      ctx.stroke();
+      if (!mark.end) ctx.fillText(mark.label, x + 3 * devicePixelRatio, top + 12 * devicePixelRatio);
+    }
+    ctx.restore();
+  }
   function makeChart() {
     const el = $("chart");
     const grid = { stroke: cssVar("--grid"), width: 1 };
@@ -71,6 +91,7 @@
         { stroke: cssVar("--muted"), grid, ticks: grid, label: "events/s" },
       ],
       series: [{}].concat(TYPES.map((t) => ({ label: LABELS[t], stroke: cssVar("--c-" + t), width: 2, points: { show: false } }))),
+      hooks: { draw: [drawAlertMarks] },
     };
     chart = new uPlot(opts, chartData(), el);
   }
@@ -251,6 +272,34 @@
     replaceRows($("top-categories"), fresh, JSON.stringify([rows || [], filter]));
   }
 
+  const RULE_LABELS = {
+    purchase_collapse: "Purchases collapsed", conversion_drop: "Conversion dropped", traffic_spike: "Traffic spike",
+    single_session_dominance: "A few sessions dominate", price_drop: "Price drop", dead_letter_spike: "Rejected records",
+    pipeline_stuck: "Pipeline stuck",
+  };
+  function renderAlerts(alerts) {
+    const active = (alerts && alerts.active) || [];
+    const signature = JSON.stringify(active.map((a) => [a.id, a.summary, a.subject]));
+    const list = $("alert-list");
+    if (list.dataset.signature !== signature) {
+      list.dataset.signature = signature;
+      list.replaceChildren(...active.map((a) => {
+        const li = document.createElement("li");
+        const strong = document.createElement("strong");
+        strong.textContent = (RULE_LABELS[a.rule] || a.rule) + (a.subject ? " · " + a.subject : "");
+        li.append(strong, document.createTextNode(a.summary));
+        li.dataset.rule = a.rule;
+        return li;
+      }));
+      $("alert-banner").hidden = active.length === 0;
+    }
+    alertMarks = [];
+    for (const a of (alerts && alerts.recent) || []) {
+      alertMarks.push({ t: a.started_ms / 1000, label: RULE_LABELS[a.rule] || a.rule, end: false, rule: a.rule });
+      if (a.resolved_ms != null) alertMarks.push({ t: a.resolved_ms / 1000, label: "", end: true, rule: a.rule });
+    }
+  }
+
   function renderPrograms(programs) {
     const holder = $("health-programs");
     if (!programs || programs.length === 0) { holder.textContent = "unknown (not under supervisord)"; return; }
@@ -327,6 +376,7 @@
     setText("health-lag", h.consumer_lag == null ? "unknown" : intFmt.format(h.consumer_lag));
     setText("health-late", intFmt.format(s.late_total));
     renderPrograms(h.programs);
+    renderAlerts(s.alerts);
     const reasons = Object.entries(s.invalid_by_reason).map(([r, n]) => r.replace(/_/g, " ") + ": " + intFmt.format(n));
     setText("invalid-reasons", reasons.length ? "Invalid by reason — " + reasons.join(" · ") : "");
     if (chart) chart.setData(chartData());
@@ -530,6 +580,7 @@
   }
   function received() {
     lastMessageAt = Date.now();
+    if (latest) renderAlerts(latest.alerts); // alerts show even on a paused page
     holdOne();
     render();
     refreshConnection();
@@ -575,6 +626,6 @@
   if (initial.has("product") && initial.get("product")) setFilter({ product: initial.get("product") });
   else if (initial.has("category")) setFilter({ category: initial.get("category") });
   window.eventdash = { get latest() { return latest; }, get chart() { return chart; }, get minuteDoc() { return minuteDoc; },
-    get sliceDoc() { return sliceDoc; },
+    get sliceDoc() { return sliceDoc; }, get alertMarks() { return alertMarks; },
     completeThrough, socket };
 })();

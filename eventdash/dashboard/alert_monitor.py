@@ -1,7 +1,10 @@
 """Judge every complete minute as it completes, keep the alert log, tell the gauge and the webhook.
 
-Event rules judge minutes of event time, in order, once each: the newest minute whose seconds are
-all complete (``stats.export.last_complete_minute``) and the ones before it not judged yet. A
+Event rules judge minutes of event time, in order, once each: the newest complete minute and the
+ones before it not judged yet. A minute is complete when every partition whose event time moved
+in the last :data:`ACTIVE_SECONDS` has passed it (so a stream replayed from the past, or played
+faster than the clock, is judged minute by minute as it arrives), else when the clock has
+(``stats.export.last_complete_minute``). A
 dashboard that starts judges the last :data:`REPLAY_MINUTES` first, from the per-minute history,
 so it shows what another dashboard shows (detail rules need the snapshots' minute buckets, about
 the last 15 minutes). It waits until the history topic has been read, so a half-read baseline
@@ -33,6 +36,7 @@ from ..stats.export import last_complete_minute
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+ACTIVE_SECONDS = 60.0
 REPLAY_MINUTES = 60
 DEAD_LETTER_BASELINE_MINUTES = 30
 
@@ -57,6 +61,7 @@ class AlertMonitor:
         self.next_minute: int | None = None  # the next event-time minute to judge
         self.dead_letter_minute: int | None = None  # the last record-time minute judged
         self.stuck_since_ms: int | None = None
+        self._watermarks: dict[int, tuple[int, int]] = {}  # partition -> (watermark_ms, when it last moved)
         self._running = False
 
     def stop(self) -> None:
@@ -76,8 +81,19 @@ class AlertMonitor:
         if self._snapshots() and self._history_ready():
             self._judge_minutes(view)
 
+    def last_judgeable_minute(self, view: dict, now_ms: int) -> int:
+        """The newest minute every partition whose event time moves has passed (else the clock's)."""
+        for partition in view.get("partitions", []):
+            seen = self._watermarks.get(partition["partition"])
+            if seen is None or partition["watermark_ms"] != seen[0]:
+                self._watermarks[partition["partition"]] = (partition["watermark_ms"], now_ms)
+        moving = [w for w, moved in self._watermarks.values() if now_ms - moved <= ACTIVE_SECONDS * 1000]
+        if moving:
+            return min(min(moving) // 60_000 - 1, last_complete_minute(view))
+        return last_complete_minute(view)
+
     def _judge_minutes(self, view: dict) -> None:
-        last = last_complete_minute(view)
+        last = self.last_judgeable_minute(view, self._clock_ms())
         if self.next_minute is None or self.next_minute < last - REPLAY_MINUTES:
             self.next_minute = last - REPLAY_MINUTES
         s = self.settings

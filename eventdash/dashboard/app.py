@@ -115,6 +115,10 @@ def create_app(settings: Settings | None = None, *, start_background: bool = Tru
         return Response(text, mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="eventdash-{name}-{label}-{stamp}.csv"'})
 
+    @app.get("/api/alerts")
+    def api_alerts() -> Response:
+        return _json(live.alerts.log.view(time.time_ns() // 1_000_000))
+
     @app.get("/api/deadletters")
     def api_dead_letters() -> Response:
         return _json(live.dead_letters.view())

@@ -7,6 +7,9 @@ from collections.abc import Callable
 
 from flask_socketio import SocketIO
 
+from ..alerts.log import Transition
+from ..alerts.rules import RULES
+from ..alerts.webhook import WebhookNotifier
 from ..config import Settings
 from ..history import WINDOWS as MINUTE_WINDOWS
 from ..observability.metrics import DashboardMetrics
@@ -21,6 +24,7 @@ from ..stats.export import (
 )
 from ..stats.slice import Filter, slice_window
 from ..stats.view import WINDOWS, build_view
+from .alert_monitor import AlertMonitor
 from .collector import CollectorPolicy
 from .dead_letter_feed import DeadLetterFeed
 from .delta import make_delta
@@ -61,6 +65,16 @@ class LiveStats:
                                    input_partitions=lambda: self.lag_monitor.partitions)
         self.tail = EventTail(settings, socketio.sleep, wanted=lambda: self._has_members(TAIL_ROOM),
                               partitions=lambda: self.lag_monitor.partitions)
+        self.alerts = AlertMonitor(
+            settings.alerts, view=lambda: self.view(series_seconds=0), snapshots=lambda: self.feed.snapshots,
+            history=lambda: self.history.history, history_ready=lambda: self.history.caught_up,
+            dead_letters_per_minute=lambda: self.dead_letters.per_minute,
+            input_partitions=lambda: self.lag_monitor.partitions, on_change=self._alert_changed, sleep=socketio.sleep)
+        self.webhook = (WebhookNotifier(settings.alert_webhook_url, socketio.sleep,
+                                        on_outcome=lambda outcome: metrics.alert_webhook.labels(outcome=outcome).inc())
+                        if settings.alert_webhook_url else None)
+        for rule in RULES:
+            metrics.alert_active.labels(rule=rule).set(0)
         self.programs: list[dict] = []
         self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
         self._cache: tuple[tuple, dict] | None = None
@@ -80,18 +94,27 @@ class LiveStats:
             lambda: tail_loop(self.tail, lambda: self._has_members(TAIL_ROOM),
                               lambda events: self._emit("tail", {"events": events}, to=TAIL_ROOM), self.socketio.sleep),
             "event tail broadcaster"))
+        self.socketio.start_background_task(self._supervised(self.alerts.run, "alert monitor"))
+        if self.webhook is not None:
+            self.socketio.start_background_task(self._supervised(self.webhook.run, "alert webhook"))
         if self.settings.supervisor_socket:
             self.socketio.start_background_task(self._programs_loop)
 
+    def _alert_changed(self, change: Transition) -> None:
+        self.metrics.alert_active.labels(rule=change.alert["rule"]).set(1 if change.kind == "opened" else 0)
+        if self.webhook is not None:
+            self.webhook.notify(change)
+
     def view(self, series_seconds: int = FULL_SERIES_SECONDS) -> dict:
         now_ms = time.time_ns() // 1_000_000
-        key = (self.feed.version, now_ms // 250, series_seconds)
+        key = (self.feed.version, now_ms // 250, series_seconds, self.alerts.log.version)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         view = build_view(self.feed.snapshots, now_ms=now_ms, top_n=self.settings.top_n,
                           series_seconds=series_seconds)
         view["health"] = self.health(view, now_ms)
         view["currency"] = self.settings.currency
+        view["alerts"] = self.alerts.log.view(now_ms)
         self._cache = (key, view)
         return view
 
