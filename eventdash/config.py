@@ -114,7 +114,7 @@ class Settings:
                                        re.compile(r"^[A-Za-z0-9-]{1,64}$")),
             metrics_auth=env.choice("EVENTDASH_METRICS_AUTH", cls.metrics_auth, ("open", "protected")),
             alerts=AlertSettings(
-                z=env.number("EVENTDASH_ALERT_Z", AlertSettings.z, 2.0, 20.0),
+                z=env.number("EVENTDASH_ALERT_Z", AlertSettings.z, 2.0, 12.0),
                 min_volume=env.integer("EVENTDASH_ALERT_MIN_VOLUME", AlertSettings.min_volume, 1, 10**9),
                 baseline_minutes=env.integer("EVENTDASH_ALERT_BASELINE_MINUTES", AlertSettings.baseline_minutes,
                                              10, 720),

@@ -277,8 +277,16 @@
     single_session_dominance: "A few sessions dominate", price_drop: "Price drop", dead_letter_spike: "Rejected records",
     pipeline_stuck: "Pipeline stuck",
   };
+  const announced = new Set(); // alert ids said aloud once (the banner itself is not a live region)
   function renderAlerts(alerts) {
     const active = (alerts && alerts.active) || [];
+    const fresh = active.filter((a) => !announced.has(a.id));
+    if (fresh.length) {
+      fresh.forEach((a) => announced.add(a.id));
+      $("alert-announce").textContent = "Alert: " + fresh.map((a) => RULE_LABELS[a.rule] || a.rule).join(", ");
+    }
+    const open = new Set(active.map((a) => a.id));
+    for (const id of announced) if (!open.has(id)) announced.delete(id); // as many as are open
     const signature = JSON.stringify(active.map((a) => [a.id, a.summary, a.subject]));
     const list = $("alert-list");
     if (list.dataset.signature !== signature) {
@@ -293,10 +301,11 @@
       }));
       $("alert-banner").hidden = active.length === 0;
     }
+    if (paused && shownOnce) return; // the held chart keeps the marks it was drawn with
     alertMarks = [];
     for (const a of (alerts && alerts.recent) || []) {
       alertMarks.push({ t: a.started_ms / 1000, label: RULE_LABELS[a.rule] || a.rule, end: false, rule: a.rule });
-      if (a.resolved_ms != null) alertMarks.push({ t: a.resolved_ms / 1000, label: "", end: true, rule: a.rule });
+      if (a.resolved_ms != null) alertMarks.push({ t: a.ended_ms / 1000, label: "", end: true, rule: a.rule });
     }
   }
 

@@ -2,9 +2,11 @@
 
 Deliveries wait in a bounded queue (:data:`MAX_PENDING`; beyond it the oldest is dropped and
 counted) and go out in order from a background task of their own, so the event loop never waits
-for the receiver. A failed delivery (connection refused, timeout, a status other than 2xx) is
-retried with exponential backoff (1 s, 2 s, ... at most :data:`MAX_BACKOFF_SECONDS`) until it is
-:data:`GIVE_UP_SECONDS` old, then dropped and counted. The body::
+for the receiver. A failed delivery (connection refused, timeout, an answer that is not HTTP, a
+5xx, 408 or 429) is retried with exponential backoff (1 s, 2 s, ... at most
+:data:`MAX_BACKOFF_SECONDS`) until it is :data:`GIVE_UP_SECONDS` old, then dropped and counted;
+any other 4xx is dropped at once (``rejected``), so it does not hold back the alerts after it.
+The body::
 
     {"event": "opened" | "resolved", "alert": {"id", "rule", "subject", "summary", "started_ms",
      "resolved_ms", "active"}, "sent_at_ms": ...}
@@ -33,7 +35,7 @@ IDLE_SECONDS = 0.2
 
 
 class Delivery(NamedTuple):
-    body: bytes
+    transition: Transition
     queued_at: float
 
 
@@ -50,13 +52,11 @@ class WebhookNotifier:
         self._running = False
 
     def notify(self, transition: Transition) -> None:
-        body = orjson.dumps({"event": transition.kind, "alert": transition.alert,
-                             "sent_at_ms": time.time_ns() // 1_000_000})
         if len(self.pending) >= MAX_PENDING:
             self.pending.popleft()
             self._on_outcome("dropped")
             logger.warning("alert webhook: %d deliveries waiting; dropped the oldest", MAX_PENDING)
-        self.pending.append(Delivery(body, self._clock()))
+        self.pending.append(Delivery(transition, self._clock()))
 
     def stop(self) -> None:
         self._running = False
@@ -70,9 +70,12 @@ class WebhookNotifier:
                 self._sleep(IDLE_SECONDS)
                 continue
             delivery = self.pending[0]
-            if self._deliver(delivery.body):
+            body = orjson.dumps({"event": delivery.transition.kind, "alert": delivery.transition.alert,
+                                 "sent_at_ms": time.time_ns() // 1_000_000})
+            outcome = self._deliver(body)
+            if outcome in ("delivered", "rejected"):
                 self.pending.popleft()
-                self._on_outcome("delivered")
+                self._on_outcome(outcome)
                 backoff = 1.0
                 continue
             if self._clock() - delivery.queued_at >= GIVE_UP_SECONDS:
@@ -85,16 +88,20 @@ class WebhookNotifier:
             self._sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    def _deliver(self, body: bytes) -> bool:
+    def _deliver(self, body: bytes) -> str:
+        """``delivered``, ``rejected`` (a 4xx that a retry cannot change) or ``failed`` (to retry)."""
         try:
             status = self._post(self.url, body)
-        except (OSError, ValueError) as exc:  # refused, unreachable, timed out, a bad URL
-            logger.warning("alert webhook %s: %s", self.url, exc)
-            return False
+        except Exception as exc:  # noqa: BLE001 - refused, unreachable, timed out, not HTTP at all: retry
+            logger.warning("alert webhook %s: %s: %s", self.url, type(exc).__name__, exc)
+            return "failed"
         if 200 <= status < 300:
-            return True
+            return "delivered"
+        if 400 <= status < 500 and status not in (408, 429):
+            logger.error("alert webhook %s refused a delivery with %s; dropped", self.url, status)
+            return "rejected"
         logger.warning("alert webhook %s answered %s", self.url, status)
-        return False
+        return "failed"
 
 
 def post_json(url: str, body: bytes) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from flask_socketio import SocketIO
 
-from ..alerts.log import Transition
+from ..alerts.log import PUSHED_RECENT, Transition
 from ..alerts.rules import RULES
 from ..alerts.webhook import WebhookNotifier
 from ..config import Settings
@@ -77,7 +77,7 @@ class LiveStats:
             metrics.alert_active.labels(rule=rule).set(0)
         self.programs: list[dict] = []
         self._offsets, self._offsets_changed_at = -1, time.monotonic()  # input aggregated so far, and when
-        self._cache: tuple[tuple, dict] | None = None
+        self._cache: dict[int, tuple[tuple, dict]] = {}  # series_seconds -> (key, view): a few sizes only
         # Delta clients waiting for their base document: at most the connected clients (EVENTDASH_MAX_CLIENTS).
         self.awaiting_base: set[str] = set()
         self.broadcast_seq = 0
@@ -101,21 +101,23 @@ class LiveStats:
             self.socketio.start_background_task(self._programs_loop)
 
     def _alert_changed(self, change: Transition) -> None:
-        self.metrics.alert_active.labels(rule=change.alert["rule"]).set(1 if change.kind == "opened" else 0)
+        for rule, active in self.alerts.active_by_rule().items():
+            self.metrics.alert_active.labels(rule=rule).set(active)
         if self.webhook is not None:
             self.webhook.notify(change)
 
     def view(self, series_seconds: int = FULL_SERIES_SECONDS) -> dict:
         now_ms = time.time_ns() // 1_000_000
-        key = (self.feed.version, now_ms // 250, series_seconds, self.alerts.log.version)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+        key = (self.feed.version, now_ms // 250, self.alerts.log.version)
+        cached = self._cache.get(series_seconds)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         view = build_view(self.feed.snapshots, now_ms=now_ms, top_n=self.settings.top_n,
                           series_seconds=series_seconds)
         view["health"] = self.health(view, now_ms)
         view["currency"] = self.settings.currency
-        view["alerts"] = self.alerts.log.view(now_ms)
-        self._cache = (key, view)
+        view["alerts"] = self.alerts.log.view(now_ms, recent_limit=PUSHED_RECENT)
+        self._cache[series_seconds] = (key, view)  # one per size asked for: the broadcaster's and the others
         return view
 
     def window_inputs(self, label: str) -> tuple[dict, str, MinuteSeries | None]:

@@ -52,10 +52,14 @@ def test_a_dashboard_that_starts_later_shows_the_alerts_a_live_one_showed():
     view = {"generated_at_ms": now[0], "health": {"pipeline": "idle"},
             "partitions": [{"partition": p, "watermark_ms": s.watermark_ms} for p, s in snapshots.items()]}
     changes: list = []
-    monitor_of(view, snapshots, history, now, changes).tick()
-    replayed = [((c.alert["resolved_ms"] if c.kind == "resolved" else c.alert["started_ms"]) // 60_000
-                 - T0 // 60_000, c.kind, c.alert["rule"]) for c in changes]
+    monitor = monitor_of(view, snapshots, history, now, changes)
+    monitor.tick()
+    replayed = []
+    for alert in reversed(monitor.log.view(now[0])["recent"]):
+        replayed.append((alert["started_ms"] // 60_000 - T0 // 60_000, "opened", alert["rule"]))
+        replayed.append((alert["resolved_ms"] // 60_000 - T0 // 60_000, "resolved", alert["rule"]))
     assert replayed == live == [(START, "opened", "purchase_collapse"), (START + 4, "resolved", "purchase_collapse")]
+    assert changes == []  # a replay tells only what is still open; the live process told the rest
 
 
 def test_a_stuck_pipeline_opens_after_its_time_and_resolves_at_once():
@@ -70,7 +74,20 @@ def test_a_stuck_pipeline_opens_after_its_time_and_resolves_at_once():
     monitor.tick()
     assert [(c.kind, c.alert["rule"]) for c in changes] == [("opened", "pipeline_stuck")]
     assert "partitions 2, 5" in changes[0].alert["summary"]
+    version = monitor.log.version
+    now[0] += 1_000
+    monitor.tick()
+    assert monitor.log.version == version  # an open stuck alert does not change every second
+    view["health"] = {"pipeline": "kafka_down"}  # nothing is known: neither resolved nor reopened
+    for _ in range(10):
+        now[0] += 1_000
+        monitor.tick()
+    assert len(changes) == 1
     view["health"] = {"pipeline": "live"}
+    for _ in range(4):  # a few good ticks are not yet a recovery
+        now[0] += 1_000
+        monitor.tick()
+    assert len(changes) == 1
     now[0] += 1_000
     monitor.tick()
     assert [c.kind for c in changes] == ["opened", "resolved"]
@@ -80,7 +97,7 @@ def test_dead_letters_are_judged_once_a_minute_of_record_time():
     minute = T0 // 60_000
     per_minute = {minute - k: {"not_json": 1} for k in range(1, 31)}
     per_minute[minute] = {"not_json": 300}
-    now, changes = [(minute + 1) * 60_000 + 5_000], []
+    now, changes = [(minute + 1) * 60_000 + 20_000], []
     view = {"generated_at_ms": now[0], "partitions": [], "health": {"pipeline": "live"}}
     monitor = monitor_of(view, {}, MinuteHistory(1), now, changes, per_minute)
     monitor.tick()

@@ -68,6 +68,19 @@ def test_the_queue_is_bounded_and_old_deliveries_are_given_up():
     assert max(fake.sleeps) == webhook.MAX_BACKOFF_SECONDS
 
 
+def test_an_answer_that_is_not_http_is_retried_and_a_refusal_is_dropped():
+    import http.client
+    outcomes = []
+    fake = Fake([http.client.BadStatusLine("junk"), 404, 204])
+    notifier = WebhookNotifier("http://x/", fake.sleep, post=fake.post, clock=lambda: fake.now,
+                               on_outcome=outcomes.append)
+    notifier.notify(transition("opened", 1))
+    notifier.notify(transition("opened", 2))
+    run_until_idle(notifier, fake)
+    assert outcomes == ["retried", "rejected", "delivered"]  # the 404 does not hold back the next alert
+    assert [body["alert"]["id"] for status, body in fake.bodies] == ["rule@1", "rule@2"]
+
+
 def test_post_json_reports_a_refused_connection_as_an_os_error():
     import pytest
     with pytest.raises(OSError):
