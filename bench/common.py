@@ -90,8 +90,8 @@ def simulated_events(seed: int = 1, catalog: tuple[Product, ...] = CATALOG):
 
 def synthetic_catalog(products: int) -> tuple[Product, ...]:
     """``products`` products with the shop catalog's Zipf-like popularity, for the scaling runs."""
-    return tuple(Product(f"p-{i + 1:06d}", f"Product {i + 1}", f"Category {i % 12}", 5.0 + (i % 200), 1.0 / (i + 1) ** 0.8)
-                 for i in range(products))
+    return tuple(Product(f"p-{i + 1:06d}", f"Product {i + 1}", f"Category {i % 12}", 5.0 + (i % 200),
+                         1.0 / (i + 1) ** 0.8) for i in range(products))
 
 
 def encoded_events(count: int, seed: int = 2) -> list[tuple[bytes, bytes]]:
