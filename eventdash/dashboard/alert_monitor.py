@@ -70,7 +70,7 @@ class AlertMonitor:
         self.dead_letter_abnormal: set[int] = set()  # record minutes where dead_letter_spike fired
         self.stuck_since_ms: int | None = None
         self.unstuck_ticks = 0
-        self._watermarks: dict[int, tuple[int, int | None]] = {}  # partition -> (watermark_ms, when it moved)
+        self._watermarks: dict[int, tuple[int, int]] = {}  # partition -> (watermark_ms, when it last moved)
         self._running = False
 
     def stop(self) -> None:
@@ -96,12 +96,13 @@ class AlertMonitor:
         """The newest minute every partition whose event time moves has passed (else the clock's)."""
         for partition in view.get("partitions", []):
             seen = self._watermarks.get(partition["partition"])
-            if seen is None:  # first seen: not moving until it moves
-                self._watermarks[partition["partition"]] = (partition["watermark_ms"], None)
-            elif partition["watermark_ms"] != seen[0]:
+            # First seen counts as moving: a stream that is being replayed is judged as it comes from the
+            # first tick. An idle partition first seen with an old watermark holds judging back for
+            # ACTIVE_SECONDS at most; the jump to the clock after it is a replay, which notifies nothing
+            # but what is open at its end.
+            if seen is None or partition["watermark_ms"] != seen[0]:
                 self._watermarks[partition["partition"]] = (partition["watermark_ms"], now_ms)
-        moving = [w for w, moved in self._watermarks.values()
-                  if moved is not None and now_ms - moved <= ACTIVE_SECONDS * 1000]
+        moving = [w for w, moved in self._watermarks.values() if now_ms - moved <= ACTIVE_SECONDS * 1000]
         clock_minute = last_complete_minute(view)
         return min(min(moving) // 60_000 - 1, clock_minute) if moving else clock_minute
 
