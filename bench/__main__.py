@@ -412,8 +412,20 @@ def render(plan: Plan, r: dict, elapsed: float) -> str:
                      f"broadcast to {widest['clients']:,} clients takes about "
                      f"{widest['clients'] * per_update_us / 1000:.0f} ms of the single event loop. More dashboard "
                      "processes (they are stateless) serve more clients.")
+    if at_four and cut < 2:
+        largest = max(at_four, key=lambda f: f["rate"])
+        lines.append(f"- **Delta updates cut the bytes {cut:.1f}x at 4 updates/s (goal: 2x).** A client received "
+                     f"{largest['delta_bytes_per_second']:,.0f} B/s of deltas against "
+                     f"{largest['full_bytes_per_second']:,.0f} B/s of whole documents at {largest['rate']:,} "
+                     "events/s: what changes between two updates (the newest seconds, counts, top products, "
+                     "categories) is a large part of a document.")
+    if peak >= 150 or abs(slope) >= 1:
+        lines.append(f"- **Consumer RSS {peak:.0f} MB, slope {slope:+.2f} MB per million events (goal: < 150 MB "
+                     "and flat).**")
     if lines[-1] == "":
         lines.append("Every goal is met in this run.")
+    elif not any(line.startswith("- ") for line in lines[lines.index("## Where we fall short"):]):
+        lines.append("Some goal above is not met; see its row.")
     return "\n".join(lines) + "\n"
 
 

@@ -160,8 +160,9 @@ def window_categories(snapshots: Mapping[int, Snapshot], *, now_ms: int, label: 
         rest = [a + b for a, b in zip(rest, row, strict=True)]
     if any(rest):  # the per-minute overflow and the categories past the list: not one category, so no slice
         listed.append((OTHER_CATEGORY, rest, False))
-    return [{"category": name, "events": json_safe_integer(sum(row)), "sliceable": sliceable,
-             "counts": {t: json_safe_integer(n) for t, n in zip(EVENT_TYPES, row, strict=True)}}
+    # Events only: a category's counts per type are its slice (/api/stats?category=); pushed to every page
+    # on every broadcast, 4 more numbers per category and window would change in every delta update.
+    return [{"category": name, "events": json_safe_integer(sum(row)), "sliceable": sliceable}
             for name, row, sliceable in listed]
 
 
