@@ -159,10 +159,7 @@
         if (!doc || ticket !== sliceRequest || key !== windowKey || !filter) return;
         if (paused && !shown && sliceDoc) return;
         sliceDoc = doc;
-        const wasPaused = paused;
-        paused = false;
-        render();
-        paused = wasPaused;
+        renderNow();
       }).catch(() => {});
   }
   function setFilter(next) {
@@ -181,10 +178,7 @@
     });
     saveView();
     fetchSlice(true);
-    const wasPaused = paused;
-    paused = false;
-    render();
-    paused = wasPaused;
+    renderNow();
   }
   function pickButton(text, key, onPick) {
     const button = document.createElement("button");
@@ -216,10 +210,7 @@
       if (!doc || ticket !== minuteRequest || key !== windowKey) return;
       if (paused && !shown && minuteDoc) return;
       minuteDoc = doc;
-      const wasPaused = paused;
-      paused = false;
-      render();
-      paused = wasPaused;
+      renderNow();
     }).catch(() => {});
   }
   function mergeSeries(series) {
@@ -327,6 +318,12 @@
   }
 
   let shownOnce = false; // a page opened paused still shows its first state
+  function renderNow() { // what the operator just asked for is shown even while paused, which then holds it
+    const wasPaused = paused;
+    paused = false;
+    render();
+    paused = wasPaused;
+  }
   function render() {
     if (!latest || (paused && shownOnce)) return;
     shownOnce = true;
@@ -417,11 +414,7 @@
     sliceDoc = null;
     fetchSlice(true);
     saveView();
-    const wasPaused = paused;
-    paused = false; // a new window is shown at once, even while paused
-    render();
-    if (chart) chart.setData(chartData());
-    paused = wasPaused;
+    renderNow(); // a new window is shown at once, even while paused
   }
 
   // ---- the view lives in the URL (window, theme, paused): a reload or a shared link opens the same view

@@ -154,6 +154,19 @@ def status(conf: Path) -> dict[str, tuple[str, int | None]]:
     return states
 
 
+def consumer_with_topics(env: dict[str, str], start_program) -> Program:
+    """A consumer, once it has created the stack's topics (so records produced next are not lost)."""
+    consumer = start_program("consumer", ["consume"], env)
+    bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"]
+    client = Consumer({"bootstrap.servers": bootstrap, "group.id": "topic-check"})
+    try:
+        wait_until(lambda: topic in client.list_topics(timeout=5).topics, what=f"topic {topic}", timeout=60,
+                   alive=consumer.died)
+    finally:
+        client.close()
+    return consumer
+
+
 def flowing_stack(stack_env, start_program, start_dashboard, *, rate: int, events: int) -> str:
     """A consumer, a producer at ``rate`` events/s and a dashboard on a fresh stack; the dashboard's URL
     once it counts more than ``events`` events."""

@@ -17,6 +17,7 @@ from devstack.readiness import free_port, wait_until
 from eventdash.producer.scenarios import ScenarioPlayer, Scheduled
 from eventdash.producer.simulator import ShopperSimulator
 
+from ..helpers import consumer_with_topics
 from .test_browser import browser  # noqa: F401 - the fixture
 
 MINUTES = 28
@@ -91,11 +92,9 @@ def test_a_checkout_outage_raises_one_alert_everywhere_and_it_resolves(browser, 
                                                                         start_dashboard):
     receiver = Receiver(free_port())
     env = stack_env(EVENTDASH_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{receiver.port}/hook")
-    start_program("consumer", ["consume"], env)
+    consumer_with_topics(env, start_program)
     _, base = start_dashboard(env)
     bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"]
-    wait_until(lambda: topic in Producer({"bootstrap.servers": bootstrap}).list_topics(timeout=5).topics,
-               what="the events topic", timeout=60)
     start_ms = (time.time_ns() // 60_000_000_000 - MINUTES - 2) * 60_000  # ends two minutes before now
     outage_ms = start_ms + OUTAGE[0] * 60_000
     stop = threading.Event()

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from devstack.readiness import wait_until
 
-from ..helpers import EVENT_TYPES, flowing_stack, produce, totals_equal, wait_for_stats
+from ..helpers import EVENT_TYPES, consumer_with_topics, flowing_stack, produce, totals_equal, wait_for_stats
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
@@ -384,10 +384,8 @@ def test_hour_windows_show_their_whole_range_at_once_on_a_phone_in_dark_mode(bro
     from .test_history import plan, produce_plan
     env = stack_env()
     counts = plan(time.time_ns() // 60_000_000_000)
-    start_program("consumer", ["consume"], env)
+    consumer_with_topics(env, start_program)
     bootstrap, events_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"]
-    wait_until(lambda: events_topic in Producer({"bootstrap.servers": bootstrap}).list_topics(timeout=5).topics,
-               what="the events topic", timeout=60)
     totals = produce_plan(bootstrap, events_topic, counts)
     _, base = start_dashboard(env)
     wait_for_stats(base, totals_equal(dict(totals)), what="every event counted")

@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from devstack.readiness import wait_until
 from eventdash import history, snapshots
 
-from ..helpers import EVENT_TYPES, read_topic, totals_equal, wait_for_stats
+from ..helpers import EVENT_TYPES, consumer_with_topics, read_topic, totals_equal, wait_for_stats
 
 MINUTES = 150
 
@@ -92,10 +92,8 @@ def test_hours_of_event_time_reach_the_minute_windows_exactly(stack_env, start_p
     env = stack_env()
     now_minute = time.time_ns() // 60_000_000_000
     counts = plan(now_minute)
-    start_program("consumer", ["consume"], env)  # it creates the topics
+    consumer_with_topics(env, start_program)
     bootstrap, events_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"]
-    wait_until(lambda: events_topic in Producer({"bootstrap.servers": bootstrap}).list_topics(timeout=5).topics,
-               what="the events topic", timeout=60)
     totals = produce_plan(bootstrap, events_topic, counts)
     dashboard, base = start_dashboard(env)
     wait_for_stats(base, totals_equal(dict(totals)), what="every event counted")
@@ -125,10 +123,8 @@ def test_the_history_stays_exact_through_sigkills(stack_env, start_program, star
     while; the consumer is SIGKILLed three times mid-stream. Every minute is written once, exactly."""
     env = stack_env(EVENTDASH_HORIZON_SECONDS="120")
     counts = plan(time.time_ns() // 60_000_000_000, scale=100)
-    consumer = start_program("consumer", ["consume"], env)
+    consumer = consumer_with_topics(env, start_program)
     bootstrap, events_topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["EVENTDASH_EVENTS_TOPIC"]
-    wait_until(lambda: events_topic in Producer({"bootstrap.servers": bootstrap}).list_topics(timeout=5).topics,
-               what="the events topic", timeout=60)
     _, base = start_dashboard(env)
     produced: dict = {}
     writer = threading.Thread(target=lambda: produced.update(produce_plan(bootstrap, events_topic, counts)))
