@@ -283,14 +283,18 @@ impl PartitionCore {
         }
         let (precision, max_candidates, max_categories) = (self.precision, self.max_candidates, self.max_categories);
         let bucket = self.minutes.get_mut(&minute).expect("inserted above");
-        let category: &str = if bucket.categories.contains_key(event.category.as_ref())
-            || bucket.categories.len() < max_categories { &event.category } else { &self.other_category };
-        match bucket.categories.get_mut(category) {
-            Some(counts) => counts[t] += 1,
-            None => {
-                let mut counts = [0u64; 4];
-                counts[t] = 1;
-                bucket.categories.insert(category.to_string(), counts);
+        if let Some(counts) = bucket.categories.get_mut(event.category.as_ref()) {
+            counts[t] += 1; // the common case: one hash of the category
+        } else {
+            let category: &str = if bucket.categories.len() < max_categories { &event.category }
+                                 else { &self.other_category };
+            match bucket.categories.get_mut(category) {
+                Some(counts) => counts[t] += 1,
+                None => {
+                    let mut counts = [0u64; 4];
+                    counts[t] = 1;
+                    bucket.categories.insert(category.to_string(), counts);
+                }
             }
         }
         let stage = match t {
