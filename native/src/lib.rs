@@ -275,14 +275,18 @@ impl PartitionCore {
         if minute > self.finished_through_minute {
             self.minute_counts.entry(minute).or_insert([0; 4])[t] += 1;
         }
-        if !self.minutes.contains_key(&minute) {
-            if minute <= self.watermark_ms.div_euclid(60_000) - self.funnel_minutes {
-                return Ok(()); // in the horizon but older than the longest funnel window
-            }
-            self.minutes.insert(minute, MinuteBucket::new(1 << self.precision));
+        if minute <= self.watermark_ms.div_euclid(60_000) - self.funnel_minutes && !self.minutes.contains_key(&minute) {
+            return Ok(()); // in the horizon but older than the longest funnel window
         }
+        let stage = match t {
+            PRODUCTVIEW => Some(0),
+            ADDTOBASKET => Some(1),
+            PURCHASE => Some(2),
+            _ => None,
+        };
+        let h = stage.map(|_| self.session_hash(&event.session_id)); // before the bucket is borrowed
         let (precision, max_candidates, max_categories) = (self.precision, self.max_candidates, self.max_categories);
-        let bucket = self.minutes.get_mut(&minute).expect("inserted above");
+        let bucket = self.minutes.entry(minute).or_insert_with(|| MinuteBucket::new(1 << precision));
         if let Some(counts) = bucket.categories.get_mut(event.category.as_ref()) {
             counts[t] += 1; // the common case: one hash of the category
         } else {
@@ -297,14 +301,7 @@ impl PartitionCore {
                 }
             }
         }
-        let stage = match t {
-            PRODUCTVIEW => 0,
-            ADDTOBASKET => 1,
-            PURCHASE => 2,
-            _ => return Ok(()),
-        };
-        let h = self.session_hash(&event.session_id);
-        let bucket = self.minutes.get_mut(&minute).expect("inserted above");
+        let (Some(stage), Some(h)) = (stage, h) else { return Ok(()) };
         add_hash(precision, &mut bucket.sketches[stage], h);
         let counted = match t {
             PRODUCTVIEW => Some(count_product(max_candidates, &mut bucket.views, &event.product_id, 1)),
