@@ -322,6 +322,7 @@
     const wasPaused = paused;
     paused = false;
     render();
+    if (chart && !latest) chart.setData(chartData()); // render() draws it once statistics are in
     paused = wasPaused;
   }
   function render() {

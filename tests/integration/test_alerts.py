@@ -116,6 +116,8 @@ def test_a_checkout_outage_raises_one_alert_everywhere_and_it_resolves(browser, 
         assert [a["rule"] for a in active] == ["purchase_collapse"]
         assert 0 <= active[0]["started_ms"] - outage_ms <= 60_000  # within two evaluation windows (minutes)
         assert metric(base, "purchase_collapse") == 1.0
+        wait_until(lambda: 'eventdash_alert_webhook_total{outcome="retried"}' in
+                   requests.get(f"{base}/metrics", timeout=5).text, what="a failed delivery", timeout=30)
         receiver.start()  # the webhook comes back: the "opened" delivery is retried until it arrives
 
         # After it: the banner goes, the chart marks the end, the alert is resolved everywhere.
@@ -133,8 +135,8 @@ def test_a_checkout_outage_raises_one_alert_everywhere_and_it_resolves(browser, 
         assert [(b["event"], b["alert"]["rule"]) for b in receiver.bodies] == [
             ("opened", "purchase_collapse"), ("resolved", "purchase_collapse")]
         assert receiver.bodies[0]["alert"]["id"] == receiver.bodies[1]["alert"]["id"]
-        webhook = requests.get(f"{base}/metrics", timeout=5).text
-        assert 'eventdash_alert_webhook_total{outcome="retried"}' in webhook
+        assert 'eventdash_alert_webhook_total{outcome="delivered"} 2.0' in requests.get(f"{base}/metrics",
+                                                                                     timeout=5).text
     finally:
         stop.set()
         context.close()
